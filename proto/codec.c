@@ -143,6 +143,9 @@ static void
 read_enq_item(reader *r, void *out)
 {
 	proto_enq_item *m = out;
+	m->flags = get_u8(r);
+	if (m->flags & ~PROTO_ITEM_RETRY_KEY)
+		field_error(r);
 	m->key = get_str8(r);
 	m->delay_ms = get_u32(r);
 	m->priority = (int32_t)get_u32(r);
@@ -619,6 +622,7 @@ void
 proto_enc_enq_item(proto_buf *b, const proto_enq_item *m)
 {
 	list_item(b);
+	proto_put_u8(b, m->flags);
 	proto_put_str8(b, m->key.ptr, m->key.len);
 	proto_put_u32(b, m->delay_ms);
 	proto_put_u32(b, (uint32_t)m->priority);
@@ -628,7 +632,7 @@ proto_enc_enq_item(proto_buf *b, const proto_enq_item *m)
 size_t
 proto_enq_item_size(size_t keylen, size_t payloadlen)
 {
-	return 1 + keylen + 4 + 4 + 4 + payloadlen;
+	return 1 + 1 + keylen + 4 + 4 + 4 + payloadlen;
 }
 
 void

@@ -48,7 +48,8 @@ enum proto_type {
 };
 
 /* Header flags. */
-#define PROTO_F_REPORT 0x0001 /* ACK: a report (fields) follows the ids */
+#define PROTO_F_REPORT 0x0001     /* ACK: a report (fields) follows the ids */
+#define PROTO_F_NO_ATTEMPT 0x0002 /* NACK: the delivery does not count as an attempt */
 
 /* Codec results: 0 is success. */
 #define PROTO_OK 0
@@ -101,8 +102,12 @@ typedef struct proto_iter {
 	uint32_t left;
 } proto_iter;
 
+/* ENQUEUE item flags. */
+#define PROTO_ITEM_RETRY_KEY 0x01 /* the key was generated for safe resends only */
+
 /* One message of an ENQUEUE. */
 typedef struct proto_enq_item {
+	uint8_t flags;       /* PROTO_ITEM_* */
 	proto_span key;      /* idempotency key; len 0 = none */
 	uint32_t delay_ms;   /* not visible before now + delay */
 	int32_t priority;    /* higher first */

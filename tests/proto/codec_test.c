@@ -84,7 +84,7 @@ enqueue_roundtrip(void)
 		 .payload = {(const uint8_t *)"hello", 5}},
 		{.key = {NULL, 0}, .delay_ms = 1500, .priority = -7,
 		 .payload = {(const uint8_t *)"", 0}},
-		{.key = {(const uint8_t *)"k3", 2}, .delay_ms = 0xFFFFFFFF, .priority = 2147483647,
+		{.flags = PROTO_ITEM_RETRY_KEY, .key = {(const uint8_t *)"k3", 2}, .delay_ms = 0xFFFFFFFF, .priority = 2147483647,
 		 .payload = {(const uint8_t *)"x\0y", 3}},
 	};
 	proto_buf_init(&b, buf, sizeof(buf));
@@ -103,6 +103,7 @@ enqueue_roundtrip(void)
 	proto_enq_item m;
 	for (int i = 0; i < 3; i++) {
 		CHECK(proto_enq_next(&f.u.enqueue.items, &m));
+		CHECK_EQ(m.flags, in[i].flags);
 		CHECK_EQ(m.key.len, in[i].key.len);
 		CHECK_EQ(m.delay_ms, in[i].delay_ms);
 		CHECK_EQ(m.priority, in[i].priority);
@@ -378,8 +379,11 @@ bad_frames_corpus(void)
 		{"enqueue, count 2^32-1 with no items",
 		 {'S', 'L', 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 6, 1, 'q', 0xff, 0xff, 0xff, 0xff}, 22, PROTO_E_SHORT},
 		{"enqueue, payload length past the end",
-		 {'S', 'L', 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 19, 1, 'q', 0, 0, 0, 1,
-		  0, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 'a'}, 35, PROTO_E_SHORT},
+		 {'S', 'L', 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 20, 1, 'q', 0, 0, 0, 1,
+		  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff, 'a'}, 36, PROTO_E_SHORT},
+		{"enqueue, unknown item flag",
+		 {'S', 'L', 1, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 20, 1, 'q', 0, 0, 0, 1,
+		  0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 36, PROTO_E_FIELD},
 		{"lease, max_count 0",
 		 {'S', 'L', 1, 3, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 14, 1, 'q', 0, 0, 0, 0,
 		  0, 0, 0, 0, 0, 0, 0, 0}, 30, PROTO_E_FIELD},
