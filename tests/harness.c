@@ -29,6 +29,22 @@ static pid_t children[MAX_CHILDREN];
 static int nchildren;
 static void *allocs[MAX_ALLOCS];
 static int nallocs;
+#define MAX_DEFERS 256
+static struct {
+	void (*fn)(void *);
+	void *arg;
+} defers[MAX_DEFERS];
+static int ndefers;
+
+void
+th_defer(void (*fn)(void *), void *arg)
+{
+	if (ndefers < MAX_DEFERS) {
+		defers[ndefers].fn = fn;
+		defers[ndefers].arg = arg;
+		ndefers++;
+	}
+}
 
 int64_t
 th_now_ms(void)
@@ -337,6 +353,10 @@ end_case(void)
 		waitpid(children[i], NULL, 0);
 	}
 	nchildren = 0;
+	while (ndefers > 0) {
+		ndefers--;
+		defers[ndefers].fn(defers[ndefers].arg);
+	}
 	for (int i = 0; i < nallocs; i++)
 		free(allocs[i]);
 	nallocs = 0;

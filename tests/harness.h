@@ -100,6 +100,10 @@ bool th_wait_file(const char *path, const char *text, int timeout_ms);
  * until the case ends) when out is not NULL. Returns the exit code, or -1. */
 int th_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Runs fn(arg) when the current case ends (after its children are
+ * killed), last registered first. */
+void th_defer(void (*fn)(void *), void *arg);
+
 /* Monotonic milliseconds. */
 int64_t th_now_ms(void);
 

@@ -1,0 +1,238 @@
+/* fixture: configuration, programs and audits shared by integration tests. */
+#include "fixture.h"
+
+#include "harness.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+fx_env fx;
+
+static void
+close_client(void *c)
+{
+	sluice_close(c);
+}
+
+/* Appends text to out with every line indented by ind spaces. */
+static void
+indent(FILE *out, const char *text, int ind)
+{
+	if (text == NULL)
+		return;
+	const char *p = text;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+		if (len > 0)
+			fprintf(out, "%*s%.*s\n", ind, "", (int)len, p);
+		p += len + (nl ? 1 : 0);
+	}
+}
+
+const char *
+fx_config(const fx_cfg *x)
+{
+	static const fx_cfg none;
+	if (x == NULL)
+		x = &none;
+	fx.config = th_path("sluice.yaml");
+	fx.url = th_fmt("tcp://127.0.0.1:%d", th_port());
+	fx.ipc = th_ipc("broker.ipc");
+	fx.http = th_fmt("127.0.0.1:%d", th_port());
+	fx.data = th_path("broker.db");
+	fx.sink = th_path("app.db");
+	fx.state = th_path("supervisor-state.yaml");
+	FILE *f = fopen(fx.config, "w");
+	if (f == NULL)
+		th_fail(__FILE__, __LINE__, "cannot write %s", fx.config);
+	fprintf(f, "broker:\n  listen: [%s, %s]\n  http: \"%s\"\n  data: %s\n", fx.url, fx.ipc,
+	        fx.http, fx.data);
+	indent(f, x->broker, 2);
+	fprintf(f, "queue_defaults:\n  visibility_timeout: 30s\n");
+	indent(f, x->queue_defaults, 2);
+	if (x->queues != NULL)
+		fprintf(f, "queues:\n%s\n", x->queues);
+	fprintf(f, "worker:\n  broker: %s\n", fx.url);
+	indent(f, x->worker, 2);
+	fprintf(f, "  sink:\n    path: %s\n", fx.sink);
+	indent(f, x->sink, 4);
+	fprintf(f, "supervisor:\n  state_file: %s\n", fx.state);
+	indent(f, x->supervisor, 2);
+	fclose(f);
+	return fx.config;
+}
+
+sluice_client *
+fx_client(void)
+{
+	sluice_client *c;
+	sluice_opts o = {.timeout_ms = 10000};
+	if (sluice_open(&c, fx.url, &o) != 0)
+		th_fail(__FILE__, __LINE__, "client: %s", sluice_errmsg());
+	th_defer(close_client, c);
+	return c;
+}
+
+static pid_t
+spawn(const char *log, const char *prog, const char *const *extra)
+{
+	char *argv[32];
+	int n = 0;
+	argv[n++] = (char *)th_bin(prog);
+	argv[n++] = "-c";
+	argv[n++] = (char *)fx.config;
+	for (int i = 0; extra != NULL && extra[i] != NULL && n < 31; i++)
+		argv[n++] = (char *)extra[i];
+	argv[n] = NULL;
+	return th_spawn(log, argv);
+}
+
+pid_t
+fx_broker(const char *log)
+{
+	pid_t pid = spawn(log, "sluice-broker", NULL);
+	sluice_client *c;
+	sluice_opts o = {.timeout_ms = 500};
+	if (sluice_open(&c, fx.url, &o) != 0)
+		th_fail(__FILE__, __LINE__, "client: %s", sluice_errmsg());
+	int64_t end = th_now_ms() + 10000;
+	while (sluice_ping(c, NULL) != 0) {
+		if (th_now_ms() > end || th_wait(pid, 0) != -1) {
+			sluice_close(c);
+			th_fail(__FILE__, __LINE__, "broker did not start: see %s", th_path(log));
+		}
+		usleep(20000);
+	}
+	sluice_close(c);
+	return pid;
+}
+
+pid_t
+fx_worker(const char *log, const char *const *extra)
+{
+	return spawn(log, "sluice-worker", extra);
+}
+
+pid_t
+fx_supervisor(const char *log, const char *const *extra)
+{
+	return spawn(log, "sluice-supervisor", extra);
+}
+
+long
+fx_put(sluice_client *c, const char *queue, const char *prefix, long start, long n, int batch)
+{
+	sluice_msg_in *msgs = calloc((size_t)batch, sizeof(*msgs));
+	char (*text)[64] = calloc((size_t)batch, 64);
+	uint64_t *ids = calloc((size_t)batch, sizeof(*ids));
+	long acked = 0;
+	for (long i = 0; i < n; i += batch) {
+		int k = (int)(n - i < batch ? n - i : batch);
+		for (int j = 0; j < k; j++) {
+			int len = snprintf(text[j], 64, "%s-%ld", prefix, start + i + j);
+			msgs[j] = (sluice_msg_in){.payload = text[j], .len = (size_t)len};
+		}
+		if (sluice_enqueue(c, queue, msgs, (size_t)k, ids, NULL) == 0)
+			acked += k;
+	}
+	free(msgs);
+	free(text);
+	free(ids);
+	return acked;
+}
+
+int64_t
+fx_stat(sluice_client *c, const char *queue, const char *field)
+{
+	sluice_stats *s;
+	int64_t v = -1;
+	if (sluice_stats_get(c, queue, &s) != 0)
+		return -1;
+	const sluice_queue_stats *q = sluice_stats_queue(s, queue);
+	if (q != NULL)
+		v = sluice_stat_value(q->fields, q->nfields, field, -1);
+	sluice_stats_free(s);
+	return v;
+}
+
+bool
+fx_drained(sluice_client *c, const char *queue, int timeout_ms)
+{
+	int64_t end = th_now_ms() + timeout_ms;
+	do {
+		int64_t b = fx_stat(c, queue, "backlog"), d = fx_stat(c, queue, "delayed");
+		if (b == 0 && d == 0)
+			return true;
+		usleep(50000);
+	} while (th_now_ms() < end);
+	return false;
+}
+
+void
+fx_sink_count(const char *db, const char *table, long *rows, long *distinct)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	*rows = *distinct = -1;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		sqlite3_close(h);
+		return;
+	}
+	sqlite3_busy_timeout(h, 5000);
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT count(*), count(DISTINCT id) FROM \"%s\"", table);
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+		*rows = sqlite3_column_int64(st, 0);
+		*distinct = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+}
+
+void
+fx_sink_audit(const char *db, const char *table, const char *prefix, long start, long n,
+              long *missing, long *duplicated)
+{
+	sqlite3 *h;
+	sqlite3_stmt *st;
+	int *seen = calloc((size_t)n, sizeof(*seen));
+	size_t plen = strlen(prefix);
+	*missing = *duplicated = -1;
+	if (seen == NULL || sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+		free(seen);
+		return;
+	}
+	sqlite3_busy_timeout(h, 5000);
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT payload FROM \"%s\"", table);
+	if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+		while (sqlite3_step(st) == SQLITE_ROW) {
+			const char *p = (const char *)sqlite3_column_blob(st, 0);
+			int len = sqlite3_column_bytes(st, 0);
+			if (p == NULL || (size_t)len <= plen + 1 || memcmp(p, prefix, plen) != 0 || p[plen] != '-')
+				continue;
+			char num[32];
+			int k = len - (int)plen - 1 < 31 ? len - (int)plen - 1 : 31;
+			memcpy(num, p + plen + 1, (size_t)k);
+			num[k] = '\0';
+			long i = atol(num) - start;
+			if (i >= 0 && i < n)
+				seen[i]++;
+		}
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(h);
+	*missing = *duplicated = 0;
+	for (long i = 0; i < n; i++) {
+		if (seen[i] == 0)
+			(*missing)++;
+		else if (seen[i] > 1)
+			(*duplicated)++;
+	}
+	free(seen);
+}
