@@ -223,6 +223,7 @@ sigterm_mid_stream_loses_nothing(void)
 	stop_worker(w1);
 	/* both stopped mid-stream: nothing may be left leased */
 	CHECK_EQ(fx_stat(c, Q, "in_flight"), 0);
+	CHECK(fx_stat(c, Q, "acked_total") < n);
 	CHECK_EQ(produce_wait(ps), n);
 	pid_t w2 = fx_worker("worker2.log", NULL);
 	CHECK(fx_drained(c, Q, 60000));
