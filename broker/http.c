@@ -1,27 +1,1410 @@
-/* placeholder until the HTTP API lands: the broker runs without it */
+/*
+ * http: the broker's HTTP API and Prometheus metrics, on NNG's HTTP server.
+ *
+ *   POST /v1/queues/{queue}/messages        one message (the body)
+ *   POST /v1/queues/{queue}/messages:batch  one message per line, all or none
+ *   GET  /v1/queues, /v1/queues/{queue}     JSON figures (KEDA's metrics-api)
+ *   GET  /metrics                           Prometheus text format 0.0.4
+ *   GET  /healthz, /readyz                  liveness, readiness
+ *
+ * One handler takes every path and method and routes by itself, so that an
+ * unknown path or a wrong method is answered in JSON like any other error
+ * (NNG's own pages are HTML). Only this file includes NNG's HTTP header.
+ *
+ * A request's life: NNG calls on_request with the server's aio; we answer
+ * by setting a response as its output and finishing it, exactly once, and
+ * never block before that. An enqueue reads its body with its own aio (a
+ * ceiling from Content-Length checked first, a timeout per read), builds an
+ * ENQUEUE frame and submits it to the writer: it joins the same group
+ * commit as NNG clients, and is answered from the writer thread (done)
+ * after the commit. Figures are computed on the writer thread by an exec
+ * request and answered from done as well.
+ *
+ * Ownership: a hreq belongs to this module from on_request until it
+ * answers; between brk_writer_submit and done the writer borrows its
+ * brk_req. Answered hreqs go back to a small pool, with their aio. The
+ * handler, the body reads, exec and done run on NNG's or the writer's
+ * threads; the pool and the drain flag have their own mutexes.
+ */
 #include "http.h"
 
+#include "codec.h"
+#include "hist.h"
+#include "jbuf.h"
+#include "log.h"
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define BODY_TIMEOUT_MS 30000     /* per read of a request body */
+#define DISCARD_MAX (16u << 20)   /* an oversized body up to this is read and dropped */
+#define DISCARD_CHUNK 16384
+#define POOL_MAX 256              /* idle hreqs kept for reuse */
+#define REPLY_INLINE 640          /* reply frames up to this need no allocation */
+#define RETRY_AFTER_DOWN_S 1      /* Retry-After while shutting down */
+#define TOKEN_MAX 4096
+#define PARAM_MAX 64
+#define MAX_STATUS 600
+
+enum kind { K_ENQUEUE, K_BATCH, K_QUEUES, K_QUEUE, K_METRICS, K_READY };
+enum step { S_BODY, S_CONTINUE, S_DISCARD };
+
+/* answer flags */
+#define A_CLOSE 0x01      /* close the connection after the answer */
+#define A_CHALLENGE 0x02  /* WWW-Authenticate: Bearer */
+#define A_ALLOW_GET 0x04  /* Allow: GET, HEAD */
+#define A_ALLOW_POST 0x08 /* Allow: POST */
+
+static const char JSON[] = "application/json";
+static const char TEXT[] = "text/plain; charset=utf-8";
+static const char PROM[] = "text/plain; version=0.0.4; charset=utf-8";
+static char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+typedef struct hreq hreq;
+
+struct brk_http {
+	brk_writer *w;               /* borrowed; closed after brk_http_drain */
+	brk_counters *counters;      /* borrowed from w: touched on the writer thread only,
+	                              * since requests still arrive after w is freed */
+	uint64_t requests, errors;   /* atomics: HTTP requests, answers >= 400 */
+	nng_http_server *srv;
+	nng_http_handler *handler;   /* the server's once added */
+	bool added;
+	bool started;
+	char *token;                 /* owned, NUL-terminated; NULL = no authentication */
+	size_t token_len;
+	size_t max_message;          /* bytes of one payload */
+	size_t frame_limit;          /* bytes of one ENQUEUE frame */
+
+	pthread_mutex_t mu;
+	bool draining;               /* guarded by mu */
+
+	pthread_mutex_t pool_mu;
+	hreq *pool;                  /* guarded by pool_mu: idle hreqs */
+	size_t npool;
+	size_t live;                 /* guarded by pool_mu: hreqs out of the pool */
+
+	uint64_t status_counts[MAX_STATUS]; /* answers by status; atomics */
+};
+
+struct hreq {
+	brk_http *h;
+	hreq *next_idle;
+	nng_aio *aio;           /* borrowed: the server's, finished exactly once */
+	nng_http_conn *conn;    /* borrowed */
+	nng_aio *io;            /* owned: the body reads and the 100 Continue */
+	int kind;               /* enum kind */
+	int step;               /* enum step, for io */
+
+	char queue[PROTO_MAX_QUEUE_LEN + 1]; /* decoded, NUL-terminated */
+	size_t qlen;
+	char key[PROTO_MAX_KEY_LEN + 1];     /* Idempotency-Key, NUL-terminated */
+	size_t klen;
+	uint32_t delay_ms;
+	int32_t priority;
+	size_t want;            /* Content-Length */
+	size_t left;            /* S_DISCARD: bytes still to drop */
+	uint8_t *body;          /* owned: want bytes (S_DISCARD: a scratch chunk) */
+	uint8_t *frame;         /* owned: the ENQUEUE frame r.f borrows */
+
+	uint8_t *reply;         /* the reply frame: small or big */
+	uint8_t small[REPLY_INLINE];
+	uint8_t *big;           /* owned */
+	size_t bigcap;
+
+	jbuf out;               /* exec: the response body */
+	uint16_t status;        /* exec: the response status */
+	bool ran;               /* exec ran (not when the writer was stopping) */
+	brk_req r;
+};
+
+/* ---- the pool ---- */
+
+static void io_cb(void *arg);
+static uint8_t *reply_buf(brk_req *r, size_t size);
+static void writer_done(brk_req *r);
+static void exec_cb(brk_req *r, const brk_view *v);
+
+static hreq *
+hreq_get(brk_http *h)
+{
+	hreq *x;
+	pthread_mutex_lock(&h->pool_mu);
+	if ((x = h->pool) != NULL) {
+		h->pool = x->next_idle;
+		h->npool--;
+	}
+	h->live++;
+	pthread_mutex_unlock(&h->pool_mu);
+	if (x == NULL) {
+		if ((x = calloc(1, sizeof(*x))) == NULL || nng_aio_alloc(&x->io, io_cb, x) != 0) {
+			free(x);
+			pthread_mutex_lock(&h->pool_mu);
+			h->live--;
+			pthread_mutex_unlock(&h->pool_mu);
+			return NULL;
+		}
+		x->h = h;
+		jbuf_init(&x->out);
+		nng_aio_set_timeout(x->io, BODY_TIMEOUT_MS); /* each read of a body */
+	}
+	x->next_idle = NULL;
+	x->qlen = x->klen = 0;
+	x->queue[0] = x->key[0] = '\0';
+	x->delay_ms = 0;
+	x->priority = 0;
+	x->want = x->left = 0;
+	x->status = 0;
+	x->ran = false;
+	x->reply = NULL;
+	memset(&x->r, 0, sizeof(x->r));
+	x->r.arg = x;
+	x->r.reply_buf = reply_buf;
+	x->r.done = writer_done;
+	return x;
+}
+
+/* Frees what the request held and keeps x for the next one. Called before
+ * its answer is handed to NNG, so that by the time the server has reaped
+ * every connection, every hreq is back in the pool. */
+static void
+hreq_put(hreq *x)
+{
+	brk_http *h = x->h;
+	free(x->body);
+	free(x->frame);
+	x->body = x->frame = NULL;
+	if (x->bigcap > REPLY_INLINE * 4) { /* keep a small one around */
+		free(x->big);
+		x->big = NULL;
+		x->bigcap = 0;
+	}
+	if (x->out.cap > 64 * 1024)
+		jbuf_fini(&x->out);
+	x->out.len = 0;
+	x->out.oom = false;
+	pthread_mutex_lock(&h->pool_mu);
+	h->live--;
+	if (h->npool < POOL_MAX) {
+		x->next_idle = h->pool;
+		h->pool = x;
+		h->npool++;
+		x = NULL;
+	}
+	pthread_mutex_unlock(&h->pool_mu);
+	if (x != NULL) {
+		/* io may still be inside its callback: let NNG free it later */
+		nng_aio_reap(x->io);
+		free(x->big);
+		jbuf_fini(&x->out);
+		free(x);
+	}
+}
+
+/* ---- answers ---- */
+
+static void
+count_status(brk_http *h, uint16_t status)
+{
+	if (status < MAX_STATUS)
+		__atomic_add_fetch(&h->status_counts[status], 1, __ATOMIC_RELAXED);
+	if (status >= 400)
+		__atomic_add_fetch(&h->errors, 1, __ATOMIC_RELAXED);
+}
+
+/* Copies our counts into the writer's counters (brk_broker_view reads
+ * them); on the writer thread, so the writer is alive. */
+static void
+publish_counts(brk_http *h)
+{
+	h->counters->http_requests = __atomic_load_n(&h->requests, __ATOMIC_RELAXED);
+	h->counters->http_errors = __atomic_load_n(&h->errors, __ATOMIC_RELAXED);
+}
+
+/* A response, or NULL when out of memory. The body is copied. */
+static nng_http_res *
+response(brk_http *h, uint16_t status, const char *type, const void *body, size_t len,
+         unsigned flags, uint32_t retry_after_s)
+{
+	nng_http_res *res;
+	char ra[24];
+	int rv;
+
+	count_status(h, status);
+	if (nng_http_res_alloc(&res) != 0)
+		return NULL;
+	rv = nng_http_res_set_status(res, status);
+	if (rv == 0 && status == 413) /* NNG 1.5 has no reason phrase for it */
+		rv = nng_http_res_set_reason(res, "Payload Too Large");
+	if (rv == 0)
+		rv = nng_http_res_set_header(res, "Content-Type", type);
+	if (rv == 0 && retry_after_s > 0) {
+		snprintf(ra, sizeof(ra), "%u", retry_after_s);
+		rv = nng_http_res_set_header(res, "Retry-After", ra);
+	}
+	if (rv == 0 && (flags & A_ALLOW_GET))
+		rv = nng_http_res_set_header(res, "Allow", "GET, HEAD");
+	if (rv == 0 && (flags & A_ALLOW_POST))
+		rv = nng_http_res_set_header(res, "Allow", "POST");
+	if (rv == 0 && (flags & A_CHALLENGE))
+		rv = nng_http_res_set_header(res, "WWW-Authenticate", "Bearer realm=\"sluice\"");
+	if (rv == 0 && (flags & A_CLOSE))
+		rv = nng_http_res_set_header(res, "Connection", "close");
+	if (rv == 0)
+		rv = nng_http_res_copy_data(res, body, len);
+	if (rv != 0) {
+		nng_http_res_free(res);
+		return NULL;
+	}
+	return res;
+}
+
+/* Finishes the server's aio, exactly once: with res, or, without one (out
+ * of memory), with an error that makes NNG close the connection. */
+static void
+deliver(nng_aio *aio, nng_http_res *res)
+{
+	if (res == NULL) {
+		nng_aio_finish(aio, NNG_ENOMEM);
+		return;
+	}
+	nng_aio_set_output(aio, 0, res);
+	nng_aio_finish(aio, 0);
+}
+
+static nng_http_res *error_response(brk_http *h, uint16_t status, unsigned flags,
+                                    uint32_t retry_after_s, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+/* A {"error":"..."} response. */
+static nng_http_res *
+error_response(brk_http *h, uint16_t status, unsigned flags, uint32_t retry_after_s,
+               const char *fmt, ...)
+{
+	char msg[512];
+	jbuf b;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	jbuf_init(&b);
+	jbuf_put(&b, "{\"error\":", 9);
+	jbuf_json_str(&b, msg, strlen(msg));
+	jbuf_put(&b, "}\n", 2);
+	nng_http_res *res = b.oom ? NULL : response(h, status, JSON, b.p, b.len, flags, retry_after_s);
+	jbuf_fini(&b);
+	return res;
+}
+
+static void
+respond(brk_http *h, nng_aio *aio, uint16_t status, const char *type, const char *body, size_t len,
+        unsigned flags, uint32_t retry_after_s)
+{
+	deliver(aio, response(h, status, type, body, len, flags, retry_after_s));
+}
+
+static void respond_error(brk_http *h, nng_aio *aio, uint16_t status, unsigned flags,
+                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+respond_error(brk_http *h, nng_aio *aio, uint16_t status, unsigned flags, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	deliver(aio, error_response(h, status, flags, 0, "%s", msg));
+}
+
+/* The hreq is done with: back to the pool, then the error answer. */
+static void
+finish_error(hreq *x, uint16_t status, unsigned flags, uint32_t retry_after_s, const char *msg)
+{
+	nng_aio *aio = x->aio;
+	nng_http_res *res = error_response(x->h, status, flags, retry_after_s, "%s", msg);
+	hreq_put(x);
+	deliver(aio, res);
+}
+
+/* The hreq is done with: back to the pool, then its out as the answer. */
+static void
+finish(hreq *x, uint16_t status, const char *type, uint32_t retry_after_s)
+{
+	nng_aio *aio = x->aio;
+	nng_http_res *res = response(x->h, status, type, x->out.p, x->out.len, 0, retry_after_s);
+	hreq_put(x);
+	deliver(aio, res);
+}
+
+/* ---- parsing ---- */
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decodes s[0..len) into out (cap bytes, NUL-terminated); in a
+ * query '+' is a space. Returns the decoded length, or -1 if an escape is
+ * malformed or the result does not fit. */
+static long
+url_decode(const char *s, size_t len, bool query, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++) {
+		int c = (unsigned char)s[i];
+		if (c == '%') {
+			if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+				return -1;
+			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+			i += 2;
+		} else if (c == '+' && query) {
+			c = ' ';
+		}
+		if (n + 1 >= cap)
+			return -1;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return (long)n;
+}
+
+/* Content-Length: digits only. Returns false if malformed. */
+static bool
+parse_length(const char *s, size_t *out)
+{
+	uint64_t v = 0;
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (v > SIZE_MAX / 2)
+		return false;
+	*out = (size_t)v;
+	return true;
+}
+
+/* The enqueue parameters of a query string: delay and priority. Returns 0,
+ * or -1 with why filled. */
+static int
+parse_query(hreq *x, const char *q, size_t qlen, char *why, size_t whylen)
+{
+	const char *end = q + qlen;
+	while (q < end) {
+		const char *amp = memchr(q, '&', (size_t)(end - q));
+		const char *stop = amp ? amp : end;
+		const char *eq = memchr(q, '=', (size_t)(stop - q));
+		char name[PARAM_MAX], value[PARAM_MAX];
+		if (stop == q) {
+			q = stop + 1;
+			continue;
+		}
+		if (url_decode(q, (size_t)((eq ? eq : stop) - q), true, name, sizeof(name)) < 0 ||
+		    url_decode(eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0, true, value,
+		               sizeof(value)) < 0) {
+			snprintf(why, whylen, "malformed query parameter");
+			return -1;
+		}
+		if (strcmp(name, "delay") == 0) {
+			int64_t ms;
+			if (cfg_duration_parse(value, &ms) != 0 || ms < 0 || ms > UINT32_MAX) {
+				snprintf(why, whylen,
+				         "bad delay '%s': use a duration like 500ms, 10s or 5m, or seconds",
+				         value);
+				return -1;
+			}
+			x->delay_ms = (uint32_t)ms;
+		} else if (strcmp(name, "priority") == 0) {
+			char *e;
+			errno = 0;
+			long long p = strtoll(value, &e, 10);
+			if (value[0] == '\0' || *e != '\0' || errno != 0 || p < INT32_MIN || p > INT32_MAX) {
+				snprintf(why, whylen, "bad priority '%s': use an integer (higher first)", value);
+				return -1;
+			}
+			x->priority = (int32_t)p;
+		} else {
+			snprintf(why, whylen, "unknown parameter '%s' (known: delay, priority)", name);
+			return -1;
+		}
+		q = stop + (amp ? 1 : 0);
+	}
+	return 0;
+}
+
+/* Is the Authorization header the bearer token? Compares in time that
+ * depends on the lengths only. */
+static bool
+token_ok(const brk_http *h, const char *auth)
+{
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+		return false;
+	const char *t = auth + 7;
+	while (*t == ' ')
+		t++;
+	size_t n = strlen(t);
+	while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
+		n--;
+	volatile unsigned char d = n != h->token_len;
+	for (size_t i = 0; i < h->token_len; i++)
+		d |= (unsigned char)(h->token[i] ^ (i < n ? t[i] : 0));
+	return d == 0;
+}
+
+/* ---- the writer side ---- */
+
+static uint8_t *
+reply_buf(brk_req *r, size_t size)
+{
+	hreq *x = r->arg;
+	if (size <= sizeof(x->small))
+		return x->reply = x->small;
+	if (size > x->bigcap) {
+		uint8_t *p = realloc(x->big, size);
+		if (p == NULL)
+			return x->reply = NULL;
+		x->big = p;
+		x->bigcap = size;
+	}
+	return x->reply = x->big;
+}
+
+static uint16_t
+status_of(int code)
+{
+	switch (code) {
+	case PROTO_ERR_BAD_REQUEST: return 400;
+	case PROTO_ERR_UNKNOWN_QUEUE: return 404;
+	case PROTO_ERR_TOO_LARGE: return 413;
+	case PROTO_ERR_QUEUE_FULL: return 429;
+	case PROTO_ERR_STORAGE:
+	case PROTO_ERR_SHUTTING_DOWN: return 503;
+	default: return 500;
+	}
+}
+
+/* Turns the writer's reply to an ENQUEUE into the HTTP answer. */
+static void
+enqueue_done(hreq *x)
+{
+	proto_frame f;
+	jbuf *b = &x->out;
+	uint16_t status = 201;
+
+	if (x->reply == NULL || x->r.reply_len == 0 ||
+	    proto_frame_decode(x->reply, x->r.reply_len, &f) != PROTO_OK) {
+		finish_error(x, 500, 0, 0, "internal error: the writer gave no reply (out of memory?)");
+		return;
+	}
+	if (f.h.type == PROTO_T_ERROR) {
+		uint16_t st = status_of(f.u.error.code);
+		uint32_t ra = 0;
+		char msg[512];
+		if (st == 429 || st == 503)
+			ra = f.u.error.retry_after_ms ? (f.u.error.retry_after_ms + 999) / 1000 : 1;
+		snprintf(msg, sizeof(msg), "%.*s", (int)f.u.error.message.len,
+		         (const char *)f.u.error.message.ptr);
+		finish_error(x, st, 0, ra, msg);
+		return;
+	}
+	if (f.h.type != PROTO_T_IDS) {
+		finish_error(x, 500, 0, 0, "internal error: unexpected reply from the writer");
+		return;
+	}
+	proto_iter it = f.u.id_list.ids;
+	uint32_t n = proto_iter_left(&it), dups = 0;
+	uint64_t id;
+	bool dup;
+	b->len = 0;
+	if (x->kind == K_ENQUEUE) {
+		proto_idflag_next(&it, &id, &dup);
+		jbuf_printf(b, "{\"id\":%llu%s}\n", (unsigned long long)id, dup ? ",\"duplicate\":true" : "");
+		status = dup ? 200 : 201;
+	} else {
+		jbuf_put(b, "{\"ids\":[", 8);
+		for (uint32_t i = 0; proto_idflag_next(&it, &id, &dup); i++) {
+			jbuf_printf(b, "%s%llu", i ? "," : "", (unsigned long long)id);
+			dups += dup;
+		}
+		jbuf_put(b, "]", 1);
+		if (dups > 0)
+			jbuf_printf(b, ",\"duplicates\":%u", dups);
+		jbuf_put(b, "}\n", 2);
+		status = n > 0 && dups == n ? 200 : 201;
+	}
+	if (b->oom) {
+		finish_error(x, 500, 0, 0, "out of memory");
+		return;
+	}
+	finish(x, status, JSON, 0);
+}
+
+/* Called once on the writer thread: the reply is in, or exec has run. */
+static void
+writer_done(brk_req *r)
+{
+	hreq *x = r->arg;
+
+	publish_counts(x->h);
+	if (x->kind == K_ENQUEUE || x->kind == K_BATCH) {
+		enqueue_done(x);
+		return;
+	}
+	if (!x->ran) {
+		finish_error(x, 503, 0, RETRY_AFTER_DOWN_S, "the broker is shutting down");
+		return;
+	}
+	if (x->out.oom) {
+		finish_error(x, 500, 0, 0, "out of memory");
+		return;
+	}
+	if (x->status >= 400 && x->kind != K_READY) {
+		finish_error(x, x->status, 0, 0, x->out.p); /* out holds the message */
+		return;
+	}
+	finish(x, x->status, x->kind == K_METRICS ? PROM : x->kind == K_READY ? TEXT : JSON,
+	       x->status == 503 ? RETRY_AFTER_DOWN_S : 0);
+}
+
+/* ---- figures (on the writer thread) ---- */
+
+static void
+queue_json(jbuf *b, const brk_queue_view *q)
+{
+	const struct {
+		const char *key;
+		int64_t value;
+	} opt[] = {
+		{"sink_workers", q->sink_workers},
+		{"sink_commit_p99_us", q->sink_commit_p99_us},
+		{"sink_batches", q->sink_batches},
+		{"sink_failures", q->sink_failures},
+		{"sink_breaker_open", q->sink_breaker_open},
+		{"workers_desired", q->desired_workers},
+		{"workers_current", q->current_workers},
+		{"workers_restarts", q->worker_restarts},
+		{"guard_holds", q->guard_holds},
+	};
+	jbuf_put(b, "{\"name\":", 8);
+	jbuf_json_str(b, q->name, strlen(q->name));
+	jbuf_printf(b,
+	            ",\"depth\":%llu,\"in_flight\":%llu,\"delayed\":%llu,\"dead\":%llu,"
+	            "\"backlog\":%llu,\"oldest_ready_age_seconds\":%.3f,\"max_depth\":%lld,"
+	            "\"enqueued_total\":%llu,\"acked_total\":%llu,\"nacked_total\":%llu,"
+	            "\"expired_total\":%llu,\"dead_lettered_total\":%llu,\"dead_letter_queue\":%s",
+	            (unsigned long long)q->depth, (unsigned long long)q->in_flight,
+	            (unsigned long long)q->delayed, (unsigned long long)q->dead,
+	            (unsigned long long)q->backlog, (double)q->oldest_ready_age_ms / 1000.0,
+	            (long long)q->max_depth, (unsigned long long)q->enqueued_total,
+	            (unsigned long long)q->acked_total, (unsigned long long)q->nacked_total,
+	            (unsigned long long)q->expired_total, (unsigned long long)q->dead_lettered_total,
+	            q->is_dead ? "true" : "false");
+	for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
+		if (opt[i].value >= 0) /* -1: nothing reported */
+			jbuf_printf(b, ",\"%s\":%lld", opt[i].key, (long long)opt[i].value);
+	jbuf_put(b, "}", 1);
+}
+
+static void
+family(jbuf *b, const char *name, const char *type, const char *help)
+{
+	jbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value, escaped as the text format wants (\\, \", \n). */
+static void
+label_value(jbuf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\')
+			jbuf_put(b, "\\\\", 2);
+		else if (*s == '"')
+			jbuf_put(b, "\\\"", 2);
+		else if (*s == '\n')
+			jbuf_put(b, "\\n", 2);
+		else
+			jbuf_put(b, s, 1);
+	}
+}
+
+static void
+queue_sample(jbuf *b, const char *name, const char *queue, bool fraction, double value)
+{
+	jbuf_printf(b, "%s{queue=\"", name);
+	label_value(b, queue);
+	jbuf_put(b, "\"} ", 3);
+	jbuf_printf(b, fraction ? "%.6f\n" : "%.0f\n", value);
+}
+
+/* One histogram family from h, whose unit is 1/scale of the exposed one. */
+static void
+histogram(jbuf *b, const char *name, const char *help, const struct hist *h, const double *le,
+          size_t n, double scale)
+{
+	family(b, name, "histogram", help);
+	for (size_t i = 0; i < n; i++)
+		jbuf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, le[i],
+		            (unsigned long long)hist_count_le(h, (uint64_t)(le[i] * scale + 0.5)));
+	jbuf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)hist_count(h));
+	jbuf_printf(b, "%s_sum %.9g\n", name, (double)hist_sum(h) / scale);
+	jbuf_printf(b, "%s_count %llu\n", name, (unsigned long long)hist_count(h));
+}
+
+/* The queue figures, in the order of the table below. */
+enum qfig {
+	Q_DEPTH, Q_IN_FLIGHT, Q_DELAYED, Q_DEAD, Q_BACKLOG, Q_AGE, Q_MAX_DEPTH,
+	Q_ENQ, Q_ACK, Q_NACK, Q_EXP, Q_DLQ,
+	Q_DESIRED, Q_CURRENT, Q_RESTARTS, Q_GUARD, Q_SINK_WORKERS, Q_SINK_P99, Q_SINK_BATCHES,
+	Q_SINK_FAILURES, Q_SINK_BREAKER,
+	Q_NFIG
+};
+
+/* A figure of q; false when nothing was reported. */
+static bool
+queue_fig(const brk_queue_view *q, int which, double *out)
+{
+	int64_t v;
+	switch (which) {
+	case Q_DEPTH: v = (int64_t)q->depth; break;
+	case Q_IN_FLIGHT: v = (int64_t)q->in_flight; break;
+	case Q_DELAYED: v = (int64_t)q->delayed; break;
+	case Q_DEAD: v = (int64_t)q->dead; break;
+	case Q_BACKLOG: v = (int64_t)q->backlog; break;
+	case Q_AGE: *out = (double)q->oldest_ready_age_ms / 1000.0; return true;
+	case Q_MAX_DEPTH: v = q->max_depth; break;
+	case Q_ENQ: v = (int64_t)q->enqueued_total; break;
+	case Q_ACK: v = (int64_t)q->acked_total; break;
+	case Q_NACK: v = (int64_t)q->nacked_total; break;
+	case Q_EXP: v = (int64_t)q->expired_total; break;
+	case Q_DLQ: v = (int64_t)q->dead_lettered_total; break;
+	case Q_DESIRED: v = q->desired_workers; break;
+	case Q_CURRENT: v = q->current_workers; break;
+	case Q_RESTARTS: v = q->worker_restarts; break;
+	case Q_GUARD: v = q->guard_holds; break;
+	case Q_SINK_WORKERS: v = q->sink_workers; break;
+	case Q_SINK_P99:
+		if (q->sink_commit_p99_us < 0)
+			return false;
+		*out = (double)q->sink_commit_p99_us / 1e6;
+		return true;
+	case Q_SINK_BATCHES: v = q->sink_batches; break;
+	case Q_SINK_FAILURES: v = q->sink_failures; break;
+	case Q_SINK_BREAKER: v = q->sink_breaker_open; break;
+	default: return false;
+	}
+	if (v < 0)
+		return false;
+	*out = (double)v;
+	return true;
+}
+
+static void
+metrics(brk_http *h, jbuf *b, const brk_view *v)
+{
+	static const struct {
+		int which;
+		const char *name, *type, *help;
+	} qf[] = {
+		{Q_DEPTH, "sluice_queue_depth", "gauge", "Messages ready to be leased."},
+		{Q_IN_FLIGHT, "sluice_queue_in_flight", "gauge", "Messages leased and not yet acknowledged."},
+		{Q_DELAYED, "sluice_queue_delayed", "gauge", "Messages waiting for their delay or retry backoff."},
+		{Q_DEAD, "sluice_queue_dead", "gauge", "Messages in the queue's dead-letter queue."},
+		{Q_BACKLOG, "sluice_queue_backlog", "gauge", "Ready plus in-flight messages."},
+		{Q_AGE, "sluice_queue_oldest_ready_age_seconds", "gauge", "Age of the oldest ready message."},
+		{Q_MAX_DEPTH, "sluice_queue_max_depth", "gauge", "The queue's limit (0 = none)."},
+		{Q_ENQ, "sluice_queue_enqueued_total", "counter", "Messages stored since the broker started."},
+		{Q_ACK, "sluice_queue_acked_total", "counter", "Messages acknowledged since the broker started."},
+		{Q_NACK, "sluice_queue_nacked_total", "counter", "Deliveries handed back (NACK) since the broker started."},
+		{Q_EXP, "sluice_queue_expired_total", "counter", "Leases that expired since the broker started."},
+		{Q_DLQ, "sluice_queue_dead_lettered_total", "counter", "Messages moved to the dead-letter queue since the broker started."},
+		{Q_DESIRED, "sluice_workers_desired", "gauge", "Workers the supervisor wants (last report)."},
+		{Q_CURRENT, "sluice_workers_current", "gauge", "Workers the supervisor runs (last report)."},
+		{Q_RESTARTS, "sluice_workers_restarts", "gauge", "Worker restarts, as the supervisor last reported them."},
+		{Q_GUARD, "sluice_guard_holds", "gauge", "Scale-downs held by the supervisor's guard (last report)."},
+		{Q_SINK_WORKERS, "sluice_sink_workers", "gauge", "Workers that reported in the last 30 seconds."},
+		{Q_SINK_P99, "sluice_sink_commit_p99_seconds", "gauge", "Highest sink commit p99 over the reporting workers."},
+		{Q_SINK_BATCHES, "sluice_sink_batches", "gauge", "Sink batches over the workers' last report window."},
+		{Q_SINK_FAILURES, "sluice_sink_failures", "gauge", "Sink failures over the workers' last report window."},
+		{Q_SINK_BREAKER, "sluice_sink_breaker_open", "gauge", "Workers whose sink circuit breaker is not closed."},
+	};
+	static const double ack_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+	                                10, 30, 60, 300, 900, 3600};
+	static const double commit_le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+	                                   0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+	static const double batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096};
+	size_t nq = brk_view_nqueues(v);
+	brk_queue_view *qs = nq ? calloc(nq, sizeof(*qs)) : NULL;
+	brk_broker_view bv;
+	double val;
+
+	if (nq > 0 && qs == NULL) {
+		b->oom = true;
+		return;
+	}
+	for (size_t i = 0; i < nq; i++)
+		brk_view_queue(v, i, &qs[i]);
+	brk_view_broker(v, &bv);
+
+	for (size_t f = 0; f < sizeof(qf) / sizeof(qf[0]); f++) {
+		bool any = false;
+		for (size_t i = 0; i < nq && !any; i++)
+			any = queue_fig(&qs[i], qf[f].which, &val);
+		if (!any && qf[f].which >= Q_DESIRED)
+			continue; /* reported figures: only once someone reports */
+		family(b, qf[f].name, qf[f].type, qf[f].help);
+		for (size_t i = 0; i < nq; i++)
+			if (queue_fig(&qs[i], qf[f].which, &val))
+				queue_sample(b, qf[f].name, qs[i].name,
+				             qf[f].which == Q_AGE || qf[f].which == Q_SINK_P99, val);
+	}
+	free(qs);
+
+	histogram(b, "sluice_ack_latency_seconds", "Time from enqueue to acknowledgement.",
+	          bv.ack_latency_ms, ack_le, sizeof(ack_le) / sizeof(ack_le[0]), 1e3);
+	histogram(b, "sluice_commit_duration_seconds", "Duration of a group commit (COMMIT and fsync).",
+	          bv.commit_us, commit_le, sizeof(commit_le) / sizeof(commit_le[0]), 1e6);
+	histogram(b, "sluice_commit_batch_requests", "Requests per group commit.", bv.batch_requests,
+	          batch_le, sizeof(batch_le) / sizeof(batch_le[0]), 1);
+
+	const struct {
+		const char *name, *type, *help;
+		double value;
+	} bf[] = {
+		{"sluice_commits_total", "counter", "Write transactions committed.", (double)bv.commits},
+		{"sluice_fsyncs_total", "counter", "Commits made durable with fsync.", (double)bv.fsyncs},
+		{"sluice_bad_frames_total", "counter", "NNG requests that could not be decoded.", (double)bv.bad_frames},
+		{"sluice_http_requests_total", "counter", "HTTP requests received.", (double)bv.http_requests},
+		{"sluice_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.",
+		 (double)h->counters->http_errors},
+		{"sluice_connections", "gauge", "Open NNG connections.", (double)bv.connections},
+		{"sluice_database_bytes", "gauge", "Size of the database file.", (double)bv.db_bytes},
+		{"sluice_database_free_bytes", "gauge", "Unused pages in the database file.", (double)bv.db_free_bytes},
+		{"sluice_messages", "gauge", "Messages stored, in every queue.", (double)bv.messages},
+		{"sluice_uptime_seconds", "gauge", "Seconds since the broker started.", (double)bv.uptime_ms / 1000.0},
+		{"sluice_writable", "gauge", "1 when the last commit succeeded.", bv.writable ? 1.0 : 0.0},
+	};
+	for (size_t i = 0; i < sizeof(bf) / sizeof(bf[0]); i++) {
+		family(b, bf[i].name, bf[i].type, bf[i].help);
+		jbuf_printf(b, "%s %.17g\n", bf[i].name, bf[i].value);
+	}
+	family(b, "sluice_http_responses_total", "counter", "HTTP answers by status code.");
+	for (int s = 100; s < MAX_STATUS; s++) {
+		uint64_t n = __atomic_load_n(&h->status_counts[s], __ATOMIC_RELAXED);
+		if (n > 0)
+			jbuf_printf(b, "sluice_http_responses_total{code=\"%d\"} %llu\n", s,
+			            (unsigned long long)n);
+	}
+}
+
+static void
+exec_cb(brk_req *r, const brk_view *v)
+{
+	hreq *x = r->arg;
+	jbuf *b = &x->out;
+	brk_queue_view q;
+
+	publish_counts(x->h);
+	x->ran = true;
+	b->len = 0;
+	x->status = 200;
+	switch (x->kind) {
+	case K_QUEUES: {
+		size_t n = brk_view_nqueues(v);
+		jbuf_put(b, "{\"queues\":[", 11);
+		for (size_t i = 0; i < n; i++) {
+			if (i > 0)
+				jbuf_put(b, ",", 1);
+			brk_view_queue(v, i, &q);
+			queue_json(b, &q);
+		}
+		jbuf_put(b, "]}\n", 3);
+		break;
+	}
+	case K_QUEUE: {
+		long i = brk_view_find(v, x->queue, x->qlen);
+		if (i < 0) {
+			x->status = 404;
+			jbuf_printf(b, "no queue named '%s'", x->queue);
+			break;
+		}
+		brk_view_queue(v, (size_t)i, &q);
+		queue_json(b, &q);
+		jbuf_put(b, "\n", 1);
+		break;
+	}
+	case K_METRICS: metrics(x->h, b, v); break;
+	case K_READY: {
+		brk_broker_view bv;
+		brk_view_broker(v, &bv);
+		if (bv.writable) {
+			jbuf_put(b, "ok\n", 3);
+		} else {
+			x->status = 503;
+			jbuf_put(b, "not ready: the last commit failed\n", 34);
+		}
+		break;
+	}
+	}
+}
+
+/* ---- submitting ---- */
+
+/* Hands x to the writer, unless the broker is draining. */
+static void
+submit(hreq *x)
+{
+	brk_http *h = x->h;
+	pthread_mutex_lock(&h->mu);
+	if (h->draining) {
+		pthread_mutex_unlock(&h->mu);
+		finish_error(x, 503, 0, RETRY_AFTER_DOWN_S, "the broker is shutting down");
+		return;
+	}
+	/* not stopping (it closes after the drain), so done never runs in here */
+	brk_writer_submit(h->w, &x->r);
+	pthread_mutex_unlock(&h->mu);
+}
+
+static size_t
+digits(size_t n)
+{
+	size_t d = 1;
+	while (n >= 10) {
+		n /= 10;
+		d++;
+	}
+	return d;
+}
+
+/* Builds x's ENQUEUE frame from its body; returns 0, or an HTTP status
+ * with why filled. A batch with an Idempotency-Key gives its i-th message
+ * (from 0) the key KEY/i, so that resending the batch stores it once. */
+static uint16_t
+build_enqueue(hreq *x, char *why, size_t whylen)
+{
+	brk_http *h = x->h;
+	const uint8_t *body = x->body ? x->body : (const uint8_t *)"";
+	const uint8_t *end = body + x->want;
+	size_t n = 0, size = PROTO_ENQUEUE_BASE(x->qlen);
+	char key[PROTO_MAX_KEY_LEN + 1];
+	proto_buf b;
+
+	for (const uint8_t *s = body; x->kind == K_BATCH && s < end; n++) {
+		const uint8_t *nl = memchr(s, '\n', (size_t)(end - s));
+		size_t len = (size_t)((nl ? nl : end) - s);
+		size_t kl = x->klen ? x->klen + 1 + digits(n) : 0;
+		if (len > h->max_message) {
+			snprintf(why, whylen,
+			         "message %zu is %zu bytes; the limit is %zu (broker.max_message_bytes); "
+			         "nothing was stored", n + 1, len, h->max_message);
+			return 413;
+		}
+		if (kl > PROTO_MAX_KEY_LEN) {
+			snprintf(why, whylen, "Idempotency-Key too long for a batch of this size (keys are "
+			         "KEY/i, at most %d bytes)", PROTO_MAX_KEY_LEN);
+			return 400;
+		}
+		size += proto_enq_item_size(kl, len);
+		s = nl ? nl + 1 : end;
+	}
+	if (x->kind == K_ENQUEUE) {
+		n = 1;
+		size += proto_enq_item_size(x->klen, x->want);
+	} else if (n == 0) {
+		snprintf(why, whylen, "the body holds no messages (one per line)");
+		return 400;
+	}
+	if (size > h->frame_limit) {
+		snprintf(why, whylen, "the batch needs %zu bytes; the limit is %zu: send smaller batches",
+		         size, h->frame_limit);
+		return 413;
+	}
+	if ((x->frame = malloc(size)) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return 503;
+	}
+	proto_buf_init(&b, x->frame, size);
+	proto_enc_enqueue(&b, 1, x->queue, x->qlen);
+	proto_enq_item m = {.delay_ms = x->delay_ms, .priority = x->priority};
+	if (x->kind == K_ENQUEUE) {
+		m.key = (proto_span){(const uint8_t *)x->key, x->klen};
+		m.payload = (proto_span){body, x->want};
+		proto_enc_enq_item(&b, &m);
+	} else {
+		size_t i = 0;
+		for (const uint8_t *s = body; s < end; i++) {
+			const uint8_t *nl = memchr(s, '\n', (size_t)(end - s));
+			m.payload = (proto_span){s, (size_t)((nl ? nl : end) - s)};
+			m.key.ptr = (const uint8_t *)key;
+			m.key.len = x->klen ? (size_t)snprintf(key, sizeof(key), "%s/%zu", x->key, i) : 0;
+			proto_enc_enq_item(&b, &m);
+			s = nl ? nl + 1 : end;
+		}
+	}
+	if (proto_end(&b) != PROTO_OK || proto_frame_decode(x->frame, b.len, &x->r.f) != PROTO_OK) {
+		snprintf(why, whylen, "internal error: the request did not encode");
+		return 500;
+	}
+	free(x->body); /* the frame has it now */
+	x->body = NULL;
+	return 0;
+}
+
+static void
+enqueue_ready(hreq *x)
+{
+	char why[256];
+	uint16_t st = build_enqueue(x, why, sizeof(why));
+	if (st != 0) {
+		finish_error(x, st, 0, st == 503 ? RETRY_AFTER_DOWN_S : 0, why);
+		return;
+	}
+	submit(x);
+}
+
+/* Answers 413 for a body over the limit. */
+static void
+too_large(hreq *x, unsigned flags)
+{
+	brk_http *h = x->h;
+	char why[200];
+	snprintf(why, sizeof(why), "the body is %zu bytes; the limit is %zu (%s)", x->want,
+	         x->kind == K_BATCH ? h->frame_limit : h->max_message,
+	         x->kind == K_BATCH ? "a batch's frame limit" : "broker.max_message_bytes");
+	finish_error(x, 413, flags, 0, why);
+}
+
+/* Reads the rest of an oversized body into the scratch chunk. */
+static void
+discard_next(hreq *x)
+{
+	nng_iov iov = {.iov_buf = x->body, .iov_len = x->left < DISCARD_CHUNK ? x->left : DISCARD_CHUNK};
+	nng_aio_set_iov(x->io, 1, &iov);
+	nng_http_conn_read(x->conn, x->io);
+}
+
+static void
+read_body(hreq *x)
+{
+	nng_iov iov = {.iov_buf = x->body, .iov_len = x->want};
+	x->step = S_BODY;
+	nng_aio_set_iov(x->io, 1, &iov);
+	nng_http_conn_read_all(x->conn, x->io);
+}
+
+/* The body reads (and the 100 Continue) complete here, on an NNG thread. */
+static void
+io_cb(void *arg)
+{
+	hreq *x = arg;
+	brk_http *h = x->h;
+	int rv = nng_aio_result(x->io);
+
+	if (rv != 0) {
+		/* the client went away or was too slow: no answer, the
+		 * connection is closed */
+		nng_aio *aio = x->aio;
+		log_debug("HTTP-BODY-FAILED", "reading a request body: %s", nng_strerror(rv));
+		__atomic_add_fetch(&h->errors, 1, __ATOMIC_RELAXED);
+		hreq_put(x);
+		nng_aio_finish(aio, rv == NNG_ETIMEDOUT ? NNG_ETIMEDOUT : NNG_ECLOSED);
+		return;
+	}
+	switch (x->step) {
+	case S_CONTINUE:
+		read_body(x);
+		break;
+	case S_BODY:
+		enqueue_ready(x);
+		break;
+	case S_DISCARD:
+		x->left -= nng_aio_count(x->io);
+		if (x->left > 0) {
+			discard_next(x);
+			break;
+		}
+		too_large(x, 0); /* the body is gone: the connection goes on */
+		break;
+	}
+}
+
+/* ---- routing ---- */
+
+/* Starts an enqueue: parameters, limits, then the body. */
+static void
+start_enqueue(brk_http *h, nng_http_req *req, hreq *x, const char *query,
+              size_t qlen, size_t want, unsigned unread)
+{
+	char why[256];
+	const char *key = nng_http_req_get_header(req, "Idempotency-Key");
+	const char *expect = nng_http_req_get_header(req, "Expect");
+	bool cont = expect != NULL && strcasecmp(expect, "100-continue") == 0;
+	size_t limit = x->kind == K_BATCH ? h->frame_limit : h->max_message;
+
+	if (parse_query(x, query, qlen, why, sizeof(why)) != 0) {
+		finish_error(x, 400, unread, 0, why);
+		return;
+	}
+	if (key != NULL) {
+		x->klen = strlen(key);
+		if (x->klen == 0 || x->klen > PROTO_MAX_KEY_LEN) {
+			finish_error(x, 400, unread, 0, "Idempotency-Key must be 1 to 255 bytes");
+			return;
+		}
+		memcpy(x->key, key, x->klen + 1);
+	}
+	x->want = want;
+	if (want > limit) {
+		/* without a 100 Continue the client sends the body anyway: read
+		 * and drop it (up to a point) so that it reads our answer */
+		if (cont || want > DISCARD_MAX || (x->body = malloc(DISCARD_CHUNK)) == NULL) {
+			too_large(x, A_CLOSE);
+			return;
+		}
+		x->step = S_DISCARD;
+		x->left = want;
+		discard_next(x);
+		return;
+	}
+	pthread_mutex_lock(&h->mu);
+	bool draining = h->draining;
+	pthread_mutex_unlock(&h->mu);
+	if (draining) {
+		finish_error(x, 503, unread, RETRY_AFTER_DOWN_S, "the broker is shutting down");
+		return;
+	}
+	if (want == 0) {
+		enqueue_ready(x);
+		return;
+	}
+	if ((x->body = malloc(want)) == NULL) {
+		finish_error(x, 503, unread, RETRY_AFTER_DOWN_S, "out of memory");
+		return;
+	}
+	if (cont) {
+		nng_iov iov = {.iov_buf = continue_line, .iov_len = sizeof(continue_line) - 1};
+		x->step = S_CONTINUE;
+		nng_aio_set_iov(x->io, 1, &iov);
+		nng_http_conn_write_all(x->conn, x->io);
+		return;
+	}
+	read_body(x);
+}
+
+static bool
+path_is(const char *path, size_t len, const char *lit)
+{
+	return len == strlen(lit) && memcmp(path, lit, len) == 0;
+}
+
+/* The handler: every path, every method. Runs on an NNG thread. */
+static void
+on_request(nng_aio *aio)
+{
+	nng_http_req *req = nng_aio_get_input(aio, 0);
+	nng_http_handler *hd = nng_aio_get_input(aio, 1);
+	nng_http_conn *conn = nng_aio_get_input(aio, 2);
+	brk_http *h = nng_http_handler_get_data(hd);
+	const char *method = nng_http_req_get_method(req);
+	const char *uri = nng_http_req_get_uri(req);
+	const char *cl = nng_http_req_get_header(req, "Content-Length");
+	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	bool post = strcmp(method, "POST") == 0;
+	size_t plen = strcspn(uri, "?");
+	const char *query = uri[plen] == '?' ? uri + plen + 1 : "";
+	size_t want = 0;
+	unsigned unread;
+	int kind;
+
+	__atomic_add_fetch(&h->requests, 1, __ATOMIC_RELAXED);
+
+	/* a body we do not read must not be taken for the next request */
+	if (nng_http_req_get_header(req, "Transfer-Encoding") != NULL) {
+		respond_error(h, aio, 411, A_CLOSE, "send the body with a Content-Length");
+		return;
+	}
+	if (cl != NULL && !parse_length(cl, &want)) {
+		respond_error(h, aio, 400, A_CLOSE, "bad Content-Length");
+		return;
+	}
+	unread = want > 0 ? A_CLOSE : 0;
+
+	if (path_is(uri, plen, "/healthz")) {
+		if (!get)
+			respond_error(h, aio, 405, A_ALLOW_GET | unread, "use GET");
+		else
+			respond(h, aio, 200, TEXT, "ok\n", 3, unread, 0);
+		return;
+	}
+	if (h->token != NULL && !token_ok(h, nng_http_req_get_header(req, "Authorization"))) {
+		respond_error(h, aio, 401, A_CHALLENGE | unread,
+		              "this endpoint needs 'Authorization: Bearer TOKEN' (broker.http_token)");
+		return;
+	}
+
+	const char *qname = NULL, *sub = NULL;
+	size_t qnlen = 0;
+	static const char prefix[] = "/v1/queues/";
+	if (path_is(uri, plen, "/readyz"))
+		kind = K_READY;
+	else if (path_is(uri, plen, "/metrics"))
+		kind = K_METRICS;
+	else if (path_is(uri, plen, "/v1/queues") || path_is(uri, plen, "/v1/queues/"))
+		kind = K_QUEUES;
+	else if (plen > sizeof(prefix) - 1 && memcmp(uri, prefix, sizeof(prefix) - 1) == 0) {
+		qname = uri + sizeof(prefix) - 1;
+		const char *slash = memchr(qname, '/', plen - (size_t)(qname - uri));
+		qnlen = slash ? (size_t)(slash - qname) : plen - (size_t)(qname - uri);
+		sub = slash ? slash + 1 : NULL;
+		size_t sublen = sub ? plen - (size_t)(sub - uri) : 0;
+		if (sub == NULL)
+			kind = K_QUEUE;
+		else if (path_is(sub, sublen, "messages"))
+			kind = K_ENQUEUE;
+		else if (path_is(sub, sublen, "messages:batch"))
+			kind = K_BATCH;
+		else
+			kind = -1;
+	} else
+		kind = -1;
+
+	if (kind < 0) {
+		respond_error(h, aio, 404, unread, "no such endpoint: %s %.*s", method,
+		              (int)(plen > 200 ? 200 : plen), uri);
+		return;
+	}
+	bool writes = kind == K_ENQUEUE || kind == K_BATCH;
+	if (writes ? !post : !get) {
+		respond_error(h, aio, 405, (writes ? A_ALLOW_POST : A_ALLOW_GET) | unread, "use %s",
+		              writes ? "POST" : "GET");
+		return;
+	}
+
+	hreq *x = hreq_get(h);
+	if (x == NULL) {
+		deliver(aio, error_response(h, 503, A_CLOSE, RETRY_AFTER_DOWN_S, "out of memory"));
+		return;
+	}
+	x->aio = aio;
+	x->conn = conn;
+	x->kind = kind;
+	if (qname != NULL) {
+		long n = url_decode(qname, qnlen, false, x->queue, sizeof(x->queue));
+		if (n < 0 || !cfg_queue_name_valid(x->queue, (size_t)n)) {
+			char why[256];
+			if (n >= 0)
+				snprintf(why, sizeof(why), "bad queue name '%s': use 1-128 of A-Z a-z 0-9 . _ -",
+				         x->queue);
+			else
+				snprintf(why, sizeof(why), "bad queue name '%.*s': not URL-encoded or too long",
+				         (int)(qnlen > 128 ? 128 : qnlen), qname);
+			finish_error(x, 400, unread, 0, why);
+			return;
+		}
+		x->qlen = (size_t)n;
+	}
+	if (writes) {
+		start_enqueue(h, req, x, query, strlen(query), want, unread);
+		return;
+	}
+	if (kind == K_READY) {
+		pthread_mutex_lock(&h->mu);
+		bool draining = h->draining;
+		pthread_mutex_unlock(&h->mu);
+		if (draining) {
+			hreq_put(x);
+			respond(h, aio, 503, TEXT, "not ready: shutting down\n", 25, unread, RETRY_AFTER_DOWN_S);
+			return;
+		}
+	}
+	if (unread) { /* a GET with a body: answered, then the connection closes */
+		finish_error(x, 400, A_CLOSE, 0, "this endpoint takes no body");
+		return;
+	}
+	x->r.exec = exec_cb;
+	submit(x);
+}
+
+/* ---- life cycle ---- */
+
+/* The token from broker.http_token or broker.http_token_file (trailing
+ * newline stripped). 0, or -1 with err filled (never with the token). */
+static int
+load_token(brk_http *h, const cfg *c, char *err, size_t errlen)
+{
+	if (c->broker.http_token != NULL) {
+		h->token = strdup(c->broker.http_token);
+	} else if (c->broker.http_token_file != NULL) {
+		FILE *f = fopen(c->broker.http_token_file, "r");
+		if (f == NULL) {
+			snprintf(err, errlen, "broker.http_token_file %s: %s", c->broker.http_token_file,
+			         strerror(errno));
+			return -1;
+		}
+		char *buf = calloc(1, TOKEN_MAX + 1);
+		size_t n = buf ? fread(buf, 1, TOKEN_MAX + 1, f) : 0;
+		fclose(f);
+		if (buf == NULL || n > TOKEN_MAX) {
+			free(buf);
+			snprintf(err, errlen, "broker.http_token_file %s: %s", c->broker.http_token_file,
+			         buf == NULL ? "out of memory" : "longer than 4096 bytes");
+			return -1;
+		}
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			buf[--n] = '\0';
+		if (n == 0 || memchr(buf, '\0', n) != NULL) {
+			free(buf);
+			snprintf(err, errlen, "broker.http_token_file %s: %s", c->broker.http_token_file,
+			         n == 0 ? "empty" : "holds a NUL byte");
+			return -1;
+		}
+		h->token = buf;
+	} else {
+		return 0;
+	}
+	if (h->token == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	h->token_len = strlen(h->token);
+	return 0;
+}
 
 int
 brk_http_open(const cfg *c, brk_writer *w, brk_http **out, char *err, size_t errlen)
 {
-	(void)c;
-	(void)w;
-	(void)err;
-	(void)errlen;
+	/* NNG's own answers (a request it cannot parse) in JSON as well */
+	static const struct {
+		uint16_t code;
+		const char *body;
+	} pages[] = {
+		{400, "{\"error\":\"bad request\"}\n"},
+		{404, "{\"error\":\"not found\"}\n"},
+		{405, "{\"error\":\"method not allowed\"}\n"},
+		{500, "{\"error\":\"internal error\"}\n"},
+		{505, "{\"error\":\"HTTP/1.x only\"}\n"},
+	};
+	brk_http *h = calloc(1, sizeof(*h));
+	char url_text[300];
+	nng_url *url = NULL;
+	int rv;
+
 	*out = NULL;
+	if (h == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NNG_ENOMEM;
+	}
+	pthread_mutex_init(&h->mu, NULL);
+	pthread_mutex_init(&h->pool_mu, NULL);
+	h->w = w;
+	h->counters = brk_writer_counters(w);
+	h->max_message = (size_t)c->broker.max_message_bytes;
+	h->frame_limit = brk_writer_frame_limit(w);
+	if (load_token(h, c, err, errlen) != 0) {
+		rv = NNG_EINVAL;
+		goto fail;
+	}
+	snprintf(url_text, sizeof(url_text), "http://%s", c->broker.http);
+	if ((rv = nng_url_parse(&url, url_text)) != 0) {
+		snprintf(err, errlen, "broker.http '%s': %s (use host:port)", c->broker.http,
+		         nng_strerror(rv));
+		goto fail;
+	}
+	rv = nng_http_server_hold(&h->srv, url);
+	nng_url_free(url);
+	if (rv != 0) {
+		snprintf(err, errlen, "HTTP server on %s: %s", c->broker.http, nng_strerror(rv));
+		goto fail;
+	}
+	if ((rv = nng_http_handler_alloc(&h->handler, "/", on_request)) != 0 ||
+	    (rv = nng_http_handler_set_method(h->handler, NULL)) != 0 ||
+	    (rv = nng_http_handler_set_tree(h->handler)) != 0 ||
+	    (rv = nng_http_handler_collect_body(h->handler, false, 0)) != 0 ||
+	    (rv = nng_http_handler_set_data(h->handler, h, NULL)) != 0 ||
+	    (rv = nng_http_server_add_handler(h->srv, h->handler)) != 0) {
+		snprintf(err, errlen, "HTTP handler: %s", nng_strerror(rv));
+		goto fail;
+	}
+	h->added = true;
+	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+		nng_http_server_set_error_page(h->srv, pages[i].code, pages[i].body);
+	if ((rv = nng_http_server_start(h->srv)) != 0) {
+		snprintf(err, errlen, "cannot listen on %s (broker.http): %s", c->broker.http,
+		         nng_strerror(rv));
+		goto fail;
+	}
+	h->started = true;
+	nng_sockaddr sa;
+	if (nng_http_server_get_addr(h->srv, &sa) == 0 && sa.s_family == NNG_AF_INET) {
+		const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
+		const uint8_t *p = (const uint8_t *)&sa.s_in.sa_port;
+		log_info("HTTP-LISTENING", "http://%u.%u.%u.%u:%u%s", a[0], a[1], a[2], a[3],
+		         (unsigned)p[0] << 8 | p[1], h->token ? " (bearer token required)" : "");
+	} else {
+		log_info("HTTP-LISTENING", "http://%s%s", c->broker.http,
+		         h->token ? " (bearer token required)" : "");
+	}
+	*out = h;
 	return 0;
+fail:
+	brk_http_close(h);
+	return rv;
 }
 
 void
 brk_http_drain(brk_http *h)
 {
-	(void)h;
+	if (h == NULL)
+		return;
+	pthread_mutex_lock(&h->mu);
+	h->draining = true;
+	pthread_mutex_unlock(&h->mu);
 }
 
 void
 brk_http_close(brk_http *h)
 {
-	(void)h;
+	if (h == NULL)
+		return;
+	if (h->started)
+		nng_http_server_stop(h->srv); /* closes every connection, waits for them */
+	if (h->handler != NULL && !h->added)
+		nng_http_handler_free(h->handler);
+	if (h->srv != NULL)
+		nng_http_server_release(h->srv); /* frees the handler */
+	if (h->live > 0)
+		log_warn("HTTP-LEAK", "%zu HTTP requests still held at close", h->live);
+	for (hreq *x = h->pool, *next; x != NULL; x = next) {
+		next = x->next_idle;
+		nng_aio_free(x->io);
+		free(x->big);
+		jbuf_fini(&x->out);
+		free(x);
+	}
+	if (h->token != NULL) {
+		explicit_bzero(h->token, h->token_len);
+		free(h->token);
+	}
+	pthread_mutex_destroy(&h->pool_mu);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
 }
