@@ -81,7 +81,7 @@ struct wrk_loop {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;      /* stop, keepalive quit */
 	atomic_bool stopping;
-	atomic_llong stop_at_ms; /* monotonic; valid once stopping */
+	atomic_llong deadline_ms; /* monotonic: stop time + grace; 0 until stopping */
 	bool keepalive_quit;    /* under mu */
 	part *parts;            /* under mu; batch_max slots */
 	size_t nparts;          /* under mu */
@@ -103,12 +103,6 @@ struct wrk_loop {
 	hist *merged;           /* scratch for the p99 */
 	summary sum;
 };
-
-static int64_t
-grace_end(const wrk_loop *l)
-{
-	return atomic_load(&l->stop_at_ms) + l->cfg->shutdown_grace_ms;
-}
 
 static bool
 stopping(const wrk_loop *l)
@@ -396,7 +390,8 @@ settle_call(wrk_loop *l, const part *p, int kind, size_t n)
 		pthread_mutex_lock(&l->mu);
 		int64_t expires = p->touched_ms + l->visibility_ms;
 		pthread_mutex_unlock(&l->mu);
-		if (!transient(rc) || now >= expires || (stopping(l) && now >= grace_end(l))) {
+		bool grace_over = stopping(l) && now >= atomic_load(&l->deadline_ms);
+		if (!transient(rc) || now >= expires || grace_over) {
 			log_warn("SETTLE-ABANDONED", "%s of %zu messages (token %llu) not done: %s; they "
 			         "will be delivered again when their lease expires",
 			         kind == SETTLE_ACK ? "ack" : kind == SETTLE_NACK ? "nack" : "release", n,
@@ -460,14 +455,14 @@ static void
 deliver(wrk_loop *l)
 {
 	char err[512] = "";
-	int64_t deadline = stopping(l) ? grace_end(l) : 0;
 
 	for (size_t i = 0; i < l->nitems; i++) {
 		l->res[i].state = WRK_ITEM_UNTRIED;
 		l->res[i].error[0] = '\0';
 	}
 	int64_t t0 = clk_mono_ns();
-	int rc = l->ops->commit(l->sink, l->items, l->nitems, deadline, l->res, err, sizeof(err));
+	int rc = l->ops->commit(l->sink, l->items, l->nitems, &l->deadline_ms, l->res, err,
+	                        sizeof(err));
 	int64_t took_us = (clk_mono_ns() - t0) / 1000;
 	int64_t now = clk_mono_ms();
 
@@ -571,7 +566,8 @@ wrk_loop_stop(wrk_loop *l)
 {
 	pthread_mutex_lock(&l->mu);
 	if (!stopping(l)) {
-		atomic_store(&l->stop_at_ms, clk_mono_ms());
+		int64_t end = clk_mono_ms() + l->cfg->shutdown_grace_ms;
+		atomic_store(&l->deadline_ms, end > 0 ? end : 1);
 		atomic_store(&l->stopping, true);
 	}
 	pthread_cond_broadcast(&l->cv);
@@ -595,7 +591,7 @@ wrk_loop_open(const wrk_loop_cfg *c, wrk_loop **out)
 	int64_t vis = c->worker->visibility_ms;
 	l->visibility_ms = vis <= 0 ? 30000 : vis > UINT32_MAX ? UINT32_MAX : (uint32_t)vis;
 	atomic_init(&l->stopping, false);
-	atomic_init(&l->stop_at_ms, 0);
+	atomic_init(&l->deadline_ms, 0);
 	atomic_init(&l->broker_down, false);
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_condattr_t ca;

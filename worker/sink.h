@@ -8,6 +8,7 @@
 #ifndef SLUICE_WRK_SINK_H
 #define SLUICE_WRK_SINK_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,7 @@ enum wrk_item_state {
 };
 
 #define WRK_ERROR_MAX 256
+#define WRK_DEADLINE_POLL_MS 100
 
 /* One leased message, as the sink sees it. Everything is borrowed and
  * valid for the duration of the commit call only. */
@@ -58,10 +60,12 @@ typedef struct wrk_sink_ops {
 	 * OK or FAILED. Returns WRK_SINK_EFAIL, with the reason in err, when
 	 * the sink itself failed (database locked past its timeout, disk
 	 * full, read-only, unreachable): items it did not get to stay
-	 * UNTRIED, and the caller backs off. deadline_ms (monotonic, 0 =
-	 * none) is when the caller must stop: work still running then is
-	 * abandoned and its items stay UNTRIED. */
-	int (*commit)(void *sink, const wrk_item *items, size_t n, int64_t deadline_ms,
+	 * UNTRIED, and the caller backs off. *deadline_ms (monotonic ms, 0 =
+	 * none) is when the caller must be done; another thread may set it
+	 * while commit runs (a shutdown), so a sink that waits reads it at
+	 * least every WRK_DEADLINE_POLL_MS. Work still running at the
+	 * deadline is abandoned and its items stay UNTRIED. */
+	int (*commit)(void *sink, const wrk_item *items, size_t n, const atomic_llong *deadline_ms,
 	              wrk_result *res, char *err, size_t errlen);
 
 	void (*close)(void *sink); /* accepts NULL */

@@ -353,8 +353,8 @@ kill_and_reap(job *j)
 }
 
 static int
-exec_commit(void *arg, const wrk_item *items, size_t n, int64_t deadline_ms, wrk_result *res,
-            char *err, size_t errlen)
+exec_commit(void *arg, const wrk_item *items, size_t n, const atomic_llong *deadline,
+            wrk_result *res, char *err, size_t errlen)
 {
 	exec_sink *s = arg;
 	size_t next = 0;
@@ -362,6 +362,7 @@ exec_commit(void *arg, const wrk_item *items, size_t n, int64_t deadline_ms, wrk
 
 	for (;;) {
 		int64_t now = clk_mono_ms();
+		int64_t deadline_ms = atomic_load(deadline);
 		if (deadline_ms > 0 && now >= deadline_ms)
 			break;
 		while (rc == WRK_SINK_OK && next < n && running < s->concurrency) {
@@ -385,7 +386,9 @@ exec_commit(void *arg, const wrk_item *items, size_t n, int64_t deadline_ms, wrk
 
 		/* wait for any job to be writable, to write stderr, or to exit */
 		nfds_t np = 0;
-		int64_t wait = deadline_ms > 0 ? deadline_ms - now : INT64_MAX;
+		int64_t wait = deadline_ms > 0 ? deadline_ms - now : WRK_DEADLINE_POLL_MS;
+		if (wait > WRK_DEADLINE_POLL_MS)
+			wait = WRK_DEADLINE_POLL_MS; /* the deadline may move meanwhile */
 		bool tick = false;
 		for (int k = 0; k < s->concurrency; k++) {
 			job *j = &s->jobs[k];
@@ -406,7 +409,7 @@ exec_commit(void *arg, const wrk_item *items, size_t n, int64_t deadline_ms, wrk
 			wait = REAP_TICK_MS;
 		if (wait < 0)
 			wait = 0;
-		if (poll(s->pfds, np, wait > 60000 ? 60000 : (int)wait) < 0 && errno != EINTR) {
+		if (poll(s->pfds, np, (int)wait) < 0 && errno != EINTR) {
 			snprintf(err, errlen, "poll: %s", strerror(errno));
 			rc = WRK_SINK_EFAIL;
 			break;

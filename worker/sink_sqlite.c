@@ -204,8 +204,8 @@ rollback(sqlite_sink *s)
 }
 
 static int
-sqlite_commit(void *arg, const wrk_item *items, size_t n, int64_t deadline_ms, wrk_result *res,
-              char *err, size_t errlen)
+sqlite_commit(void *arg, const wrk_item *items, size_t n, const atomic_llong *deadline_ms,
+              wrk_result *res, char *err, size_t errlen)
 {
 	sqlite_sink *s = arg;
 	int64_t now = clk_wall_ms();

@@ -127,6 +127,7 @@ drain_with(int nworkers)
 	CHECK_EQ(fx_stat(c, Q, "acked_total"), n);
 	/* the workers reported their sink with their acks */
 	CHECK(fx_stat(c, Q, "sink_batches") > 0);
+	CHECK(fx_stat(c, Q, "sink_commit_p99_us") > 0);
 	CHECK(fx_stat(c, Q, "sink_workers") >= 1);
 	for (int i = 0; i < nworkers; i++)
 		stop_worker(w[i]);
@@ -492,6 +493,122 @@ supervisor_death_stops_worker(void)
 	CHECK_CONTAINS(th_read(th_path("w2.log")), "SHUTDOWN SIGTERM");
 }
 
+/* A job longer than the lease: the keepalive touches it, so it is neither
+ * redelivered nor run twice. */
+static void
+long_job_keeps_its_lease(void)
+{
+	const char *done = th_path("done.txt");
+	const char *job = th_write("job.sh", th_fmt("p=$(cat)\nsleep 2\n"
+	                                            "echo \"$SLUICE_ATTEMPT $p\" >> '%s'\n", done));
+	fx_config(&(fx_cfg){
+		.worker = "visibility_timeout: 600ms",
+		.sink = th_fmt("type: exec\nconcurrency: 2\ncommand: [/bin/sh, %s]", job),
+	});
+	fx_broker("broker.log");
+	sluice_client *c = fx_client();
+	pid_t w = fx_worker("worker.log", NULL);
+	CHECK_EQ(fx_put(c, Q, "m", 0, 2, 2), 2);
+	CHECK(fx_drained(c, Q, 20000));
+	CHECK_EQ(fx_stat(c, Q, "expired_total"), 0);
+	CHECK_EQ(fx_stat(c, Q, "acked_total"), 2);
+	char *lines = th_read(done);
+	CHECK(lines != NULL);
+	CHECK_EQ(count_of(lines, "\n"), 2);
+	CHECK_EQ(count_of(lines, "1 m-"), 2);
+	stop_worker(w);
+}
+
+/* The broker goes away and comes back: the worker logs it once each way,
+ * keeps running, and drains what arrives afterwards. */
+static void
+broker_restart_is_survived(void)
+{
+	fx_config(NULL);
+	pid_t b = fx_broker("broker.log");
+	pid_t w = fx_worker("worker.log", NULL);
+	sluice_client *c = fx_client();
+	CHECK_EQ(fx_put(c, Q, "m", 0, 100, 100), 100);
+	CHECK(fx_drained(c, Q, 20000));
+	th_stop(b, SIGKILL, 5000);
+	CHECK(th_wait_file(th_path("worker.log"), "BROKER-UNREACHABLE", 20000));
+	CHECK(th_wait(w, 0) == -1);
+	fx_broker("broker2.log");
+	CHECK_EQ(fx_put(c, Q, "m", 100, 100, 100), 100);
+	CHECK(fx_drained(c, Q, 30000));
+	audit("m", 200);
+	CHECK(th_wait_file(th_path("worker.log"), "BROKER-BACK", 5000));
+	stop_worker(w);
+	char *log = th_read(th_path("worker.log"));
+	CHECK_EQ(count_of(log, "BROKER-UNREACHABLE"), 1);
+	CHECK_EQ(count_of(log, "BROKER-BACK"), 1);
+}
+
+/* CPU time (user + system) of a process, in clock ticks. */
+static long
+cpu_ticks(pid_t pid)
+{
+	char *stat = th_read(th_fmt("/proc/%ld/stat", (long)pid));
+	CHECK(stat != NULL);
+	const char *p = strrchr(stat, ')');
+	CHECK(p != NULL);
+	long utime = 0, stime = 0;
+	/* after the name: state, then fields 4..13, then utime (14), stime (15) */
+	CHECK(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+	             &stime) == 2);
+	return utime + stime;
+}
+
+/* An idle worker long-polls: over 3 s it uses almost no CPU. */
+static void
+idle_worker_does_not_spin(void)
+{
+	fx_config(NULL);
+	fx_broker("broker.log");
+	pid_t w = fx_worker("worker.log", NULL);
+	CHECK(th_wait_file(th_path("worker.log"), "WORKER-START", 10000));
+	usleep(500000);
+	long before = cpu_ticks(w);
+	usleep(3000000);
+	long used = cpu_ticks(w) - before;
+	if (used > 15) /* 150 ms of CPU in 3 s */
+		th_fail(__FILE__, __LINE__, "idle worker used %ld ticks of CPU in 3 s", used);
+	stop_worker(w);
+}
+
+/* SIGTERM while a job outlives the grace: the job is killed, its message
+ * handed back without counting the attempt, and the worker exits 0. */
+static void
+grace_runs_out_releases_and_exits(void)
+{
+	const char *job = th_write("job.sh", th_fmt("cat > /dev/null\ntouch '%s'\nsleep 600\n",
+	                                            th_path("running")));
+	fx_config(&(fx_cfg){
+		.worker = "shutdown_grace: 1s",
+		.sink = th_fmt("type: exec\ntimeout: 60s\ncommand: [/bin/sh, %s]", job),
+	});
+	fx_broker("broker.log");
+	sluice_client *c = fx_client();
+	pid_t w = fx_worker("worker.log", NULL);
+	CHECK_EQ(fx_put(c, Q, "m", 0, 1, 1), 1);
+	int64_t end = th_now_ms() + 10000;
+	while (access(th_path("running"), F_OK) != 0 && th_now_ms() < end)
+		usleep(20000);
+	CHECK_EQ(fx_stat(c, Q, "in_flight"), 1);
+	int64_t t0 = th_now_ms();
+	stop_worker(w);
+	CHECK(th_now_ms() - t0 >= 900); /* it did wait for the job, for the grace */
+	CHECK(th_now_ms() - t0 < 5000);
+	CHECK_EQ(fx_stat(c, Q, "in_flight"), 0);
+	CHECK_EQ(fx_stat(c, Q, "depth"), 1);
+	/* handed back untried: its next delivery is still attempt 1 */
+	sluice_batch *b;
+	CHECK(sluice_lease(c, Q, 1, 1000, 0, &b) == 0);
+	CHECK_EQ(b->count, 1);
+	CHECK_EQ(b->msgs[0].attempt, 1);
+	sluice_batch_free(b);
+}
+
 static const th_case cases[] = {
 	TH_CASE(exactly_once_one_worker),
 	TH_CASE(exactly_once_four_workers),
@@ -506,6 +623,10 @@ static const th_case cases[] = {
 	TH_CASE(flags_override_and_broker_may_come_later),
 	TH_CASE(status_fd_reports_busy_and_idle),
 	TH_CASE(supervisor_death_stops_worker),
+	TH_CASE(long_job_keeps_its_lease),
+	TH_CASE(broker_restart_is_survived),
+	TH_CASE(idle_worker_does_not_spin),
+	TH_CASE(grace_runs_out_releases_and_exits),
 	{NULL, NULL},
 };
 
