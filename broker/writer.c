@@ -209,6 +209,7 @@ is_write(const brk_req *r)
 	case PROTO_T_NACK:
 	case PROTO_T_REQUEUE:
 	case PROTO_T_PURGE:
+	case PROTO_T_REPORT: /* may create its queue */
 		return true;
 	default:
 		return false;
@@ -707,6 +708,8 @@ do_purge(brk_writer *w, brk_req *r, int64_t now)
 	return 0;
 }
 
+static int do_report(brk_writer *w, brk_req *r);
+
 static int
 run_write(brk_writer *w, brk_req *r, int64_t now)
 {
@@ -716,6 +719,7 @@ run_write(brk_writer *w, brk_req *r, int64_t now)
 	case PROTO_T_NACK: return do_ack_nack(w, r, now);
 	case PROTO_T_REQUEUE: return do_requeue(w, r, now);
 	case PROTO_T_PURGE: return do_purge(w, r, now);
+	case PROTO_T_REPORT: return do_report(w, r);
 	default: return 0;
 	}
 }
@@ -879,18 +883,29 @@ do_peek(brk_writer *w, brk_req *r)
 		reply_error(r, PROTO_ERR_STORAGE, 0, "cannot read messages: %s", brk_store_errmsg(w->store));
 }
 
-static void
+/* A report for a queue nobody has used yet creates it, so the supervisor's
+ * figures show before the first message. */
+static int
 do_report(brk_writer *w, brk_req *r)
 {
 	proto_span qn = r->f.u.report.queue;
-	brk_queue *q = brk_index_queue(w->index, (const char *)qn.ptr, qn.len);
+	brk_queue *q = NULL;
 	proto_buf b;
+	int rc;
+	if (!cfg_queue_name_valid((const char *)qn.ptr, qn.len)) {
+		reply_error(r, PROTO_ERR_BAD_REQUEST, 0, "bad queue name '%.*s'", (int)qn.len,
+		            (const char *)qn.ptr);
+		return 0;
+	}
+	if ((rc = get_queue(w, (const char *)qn.ptr, qn.len, true, &q)) != 0)
+		return rc;
 	if (q != NULL)
 		take_report(w, q, r->f.u.report.fields);
 	if (!reply_start(r, PROTO_HEADER_SIZE, &b))
-		return;
+		return 0;
 	proto_enc_ok(&b, r->f.h.request_id);
 	reply_end(r, &b);
+	return 0;
 }
 
 /* ---- the view, shared by STATS and exec requests ---- */
@@ -1358,7 +1373,6 @@ run_reads(brk_writer *w, brk_req *batch, int64_t now, bool stopping)
 		case PROTO_T_TOUCH: do_touch(w, r, now); break;
 		case PROTO_T_STATS: do_stats(w, r, now); break;
 		case PROTO_T_PEEK: do_peek(w, r); break;
-		case PROTO_T_REPORT: do_report(w, r); break;
 		default:
 			reply_error(r, PROTO_ERR_BAD_FRAME, 0, "%s is not a request",
 			            proto_type_name(r->f.h.type));

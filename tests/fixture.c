@@ -53,7 +53,7 @@ fx_config(const fx_cfg *x)
 	fprintf(f, "broker:\n  listen: [%s, %s]\n  http: \"%s\"\n  data: %s\n", fx.url, fx.ipc,
 	        fx.http, fx.data);
 	indent(f, x->broker, 2);
-	fprintf(f, "queue_defaults:\n  visibility_timeout: 30s\n");
+	fprintf(f, "queue_defaults:\n");
 	indent(f, x->queue_defaults, 2);
 	if (x->queues != NULL)
 		fprintf(f, "queues:\n%s\n", x->queues);
