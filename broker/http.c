@@ -23,8 +23,10 @@
  * Ownership: a hreq belongs to this module from on_request until it
  * answers; between brk_writer_submit and done the writer borrows its
  * brk_req. Answered hreqs go back to a small pool, with their aio. The
- * handler, the body reads, exec and done run on NNG's or the writer's
- * threads; the pool and the drain flag have their own mutexes.
+ * handler and the body reads run on NNG's threads, exec and done on the
+ * writer's; the pool has a mutex, the drain flag a rwlock that submitters
+ * hold shared. The writer's counters die with the writer, before the HTTP
+ * server stops taking requests: only the writer thread touches them.
  */
 #include "http.h"
 
@@ -84,8 +86,10 @@ struct brk_http {
 	size_t max_message;          /* bytes of one payload */
 	size_t frame_limit;          /* bytes of one ENQUEUE frame */
 
-	pthread_mutex_t mu;
-	bool draining;               /* guarded by mu */
+	/* submitters hold it shared; brk_http_drain exclusively, so that once
+	 * it returns nothing more reaches the writer */
+	pthread_rwlock_t drain_lock;
+	bool draining;               /* written under drain_lock; read atomically */
 
 	pthread_mutex_t pool_mu;
 	hreq *pool;                  /* guarded by pool_mu: idle hreqs */
@@ -873,15 +877,15 @@ static void
 submit(hreq *x)
 {
 	brk_http *h = x->h;
-	pthread_mutex_lock(&h->mu);
+	pthread_rwlock_rdlock(&h->drain_lock);
 	if (h->draining) {
-		pthread_mutex_unlock(&h->mu);
+		pthread_rwlock_unlock(&h->drain_lock);
 		finish_error(x, 503, 0, RETRY_AFTER_DOWN_S, "the broker is shutting down");
 		return;
 	}
 	/* not stopping (it closes after the drain), so done never runs in here */
 	brk_writer_submit(h->w, &x->r);
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_unlock(&h->drain_lock);
 }
 
 static size_t
@@ -1085,10 +1089,7 @@ start_enqueue(brk_http *h, nng_http_req *req, hreq *x, const char *query,
 		discard_next(x);
 		return;
 	}
-	pthread_mutex_lock(&h->mu);
-	bool draining = h->draining;
-	pthread_mutex_unlock(&h->mu);
-	if (draining) {
+	if (__atomic_load_n(&h->draining, __ATOMIC_RELAXED)) { /* submit checks again */
 		finish_error(x, 503, unread, RETRY_AFTER_DOWN_S, "the broker is shutting down");
 		return;
 	}
@@ -1227,10 +1228,7 @@ on_request(nng_aio *aio)
 		return;
 	}
 	if (kind == K_READY) {
-		pthread_mutex_lock(&h->mu);
-		bool draining = h->draining;
-		pthread_mutex_unlock(&h->mu);
-		if (draining) {
+		if (__atomic_load_n(&h->draining, __ATOMIC_RELAXED)) {
 			hreq_put(x);
 			respond(h, aio, 503, TEXT, "not ready: shutting down\n", 25, unread, RETRY_AFTER_DOWN_S);
 			return;
@@ -1313,7 +1311,7 @@ brk_http_open(const cfg *c, brk_writer *w, brk_http **out, char *err, size_t err
 		snprintf(err, errlen, "out of memory");
 		return NNG_ENOMEM;
 	}
-	pthread_mutex_init(&h->mu, NULL);
+	pthread_rwlock_init(&h->drain_lock, NULL);
 	pthread_mutex_init(&h->pool_mu, NULL);
 	h->w = w;
 	h->counters = brk_writer_counters(w);
@@ -1375,9 +1373,9 @@ brk_http_drain(brk_http *h)
 {
 	if (h == NULL)
 		return;
-	pthread_mutex_lock(&h->mu);
-	h->draining = true;
-	pthread_mutex_unlock(&h->mu);
+	pthread_rwlock_wrlock(&h->drain_lock);
+	__atomic_store_n(&h->draining, true, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&h->drain_lock);
 }
 
 void
@@ -1405,6 +1403,6 @@ brk_http_close(brk_http *h)
 		free(h->token);
 	}
 	pthread_mutex_destroy(&h->pool_mu);
-	pthread_mutex_destroy(&h->mu);
+	pthread_rwlock_destroy(&h->drain_lock);
 	free(h);
 }
