@@ -25,8 +25,8 @@
  * brk_req. Answered hreqs go back to a small pool, with their aio. The
  * handler and the body reads run on NNG's threads, exec and done on the
  * writer's; the pool has a mutex, the drain flag a rwlock that submitters
- * hold shared. The writer's counters die with the writer, before the HTTP
- * server stops taking requests: only the writer thread touches them.
+ * hold shared. Request counts are kept here and copied into the broker's
+ * counters on the writer thread, which is the only one that reads them.
  */
 #include "http.h"
 

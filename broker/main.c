@@ -119,11 +119,12 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	char err[512];
+	static brk_counters counters; /* outlives the writer, the server and the API */
 	brk_writer *w = NULL;
 	brk_server *srv = NULL;
 	brk_http *api = NULL;
 	int status = 1;
-	if (brk_writer_open(c, &w, err, sizeof(err)) != 0) {
+	if (brk_writer_open(c, &counters, &w, err, sizeof(err)) != 0) {
 		log_error("STORE-FAILED", "%s", err);
 		fprintf(stderr, "sluice-broker: %s\n", err);
 		goto out;

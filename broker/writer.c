@@ -108,7 +108,7 @@ struct brk_writer {
 	uint64_t commits, fsyncs;
 	int64_t db_bytes, db_free;
 	int64_t db_size_at_ms;
-	brk_counters counters;
+	brk_counters *counters; /* borrowed from main */
 };
 
 struct brk_view {
@@ -999,9 +999,9 @@ brk_view_broker(const brk_view *v, brk_broker_view *b)
 	b->uptime_ms = mono - w->start_mono_ms;
 	b->commits = w->commits;
 	b->fsyncs = w->fsyncs;
-	b->bad_frames = w->counters.bad_frames;
-	b->http_requests = w->counters.http_requests;
-	b->connections = w->counters.connections;
+	b->bad_frames = w->counters->bad_frames;
+	b->http_requests = w->counters->http_requests;
+	b->connections = w->counters->connections;
 	b->db_bytes = w->db_bytes;
 	b->db_free_bytes = w->db_free;
 	b->messages = brk_index_count(w->index);
@@ -1462,7 +1462,7 @@ writer_main(void *arg)
 /* ---- life cycle ---- */
 
 int
-brk_writer_open(const cfg *c, brk_writer **out, char *err, size_t errlen)
+brk_writer_open(const cfg *c, brk_counters *counters, brk_writer **out, char *err, size_t errlen)
 {
 	brk_writer *w = calloc(1, sizeof(*w));
 	int64_t v;
@@ -1474,6 +1474,7 @@ brk_writer_open(const cfg *c, brk_writer **out, char *err, size_t errlen)
 		return BRK_STORE_E_OTHER;
 	}
 	w->cfg = c;
+	w->counters = counters;
 	w->writable = true;
 	w->start_mono_ms = clk_mono_ms();
 	w->frame_limit = (uint32_t)(c->broker.max_message_bytes + FRAME_SLACK);
@@ -1587,7 +1588,7 @@ brk_writer_submit(brk_writer *w, brk_req *r)
 brk_counters *
 brk_writer_counters(brk_writer *w)
 {
-	return &w->counters;
+	return w->counters;
 }
 
 uint32_t

@@ -31,7 +31,9 @@ struct brk_req {
 	 * submitter owns it. May be called more than once (the last counts);
 	 * NULL on out of memory. Not called for exec requests. */
 	uint8_t *(*reply_buf)(brk_req *r, size_t size);
-	/* Called once, on the writer thread, when the reply is ready. */
+	/* Called once when the reply is ready: on the writer thread, or, for a
+	 * request submitted while the writer is stopping, on the submitter's
+	 * thread inside brk_writer_submit (so hold no lock done also takes). */
 	void (*done)(brk_req *r);
 	void *arg;             /* the submitter's */
 
@@ -45,8 +47,9 @@ struct brk_req {
 	void *queue;
 };
 
-/* Broker-wide counters, readable from any thread (atomics would be overkill:
- * they are statistics, and each is written by one thread). */
+/* Broker-wide counters, written from NNG's threads with __atomic builtins
+ * and read by the writer. Owned by main, which keeps them alive until the
+ * NNG side is closed: they outlive the writer. */
 typedef struct brk_counters {
 	volatile uint64_t bad_frames;
 	volatile int64_t connections;
@@ -54,8 +57,12 @@ typedef struct brk_counters {
 	volatile uint64_t http_errors;
 } brk_counters;
 
-/* Loads the index from the store at path and starts the thread. */
-int brk_writer_open(const cfg *c, brk_writer **out, char *err, size_t errlen);
+/* Loads the index from the store at broker.data and starts the thread.
+ * counters is borrowed and must outlive the writer and its submitters.
+ * The writer does not check frame sizes: submitters do (NNG's receive
+ * limit, the HTTP API's own checks). */
+int brk_writer_open(const cfg *c, brk_counters *counters, brk_writer **out, char *err,
+                    size_t errlen);
 /* Stops taking requests (new ones are answered SHUTTING_DOWN), finishes
  * and answers what is in hand, stops the thread and closes the store. */
 void brk_writer_close(brk_writer *w); /* accepts NULL */
