@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SHUTDOWN_WATCHDOG_S 5
+#define SHUTDOWN_WATCHDOG_S 2
 
 static void
 usage(FILE *f)

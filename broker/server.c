@@ -492,11 +492,17 @@ brk_server_close(brk_server *s)
 {
 	if (s == NULL)
 		return;
+	/* Stop every context's aio (cancels it and waits for its callback),
+	 * then close the contexts, then the socket: closing the socket with
+	 * operations still pending can hang in NNG 1.5. */
+	for (size_t i = 0; i < s->nctx; i++)
+		nng_aio_stop(s->ctxs[i].aio);
+	for (size_t i = 0; i < s->nctx; i++)
+		nng_ctx_close(s->ctxs[i].ctx);
 	if (s->opened)
-		nng_close(s->sock); /* aborts every pending receive and send */
+		nng_close(s->sock);
 	for (size_t i = 0; i < s->nctx; i++) {
 		sctx *x = &s->ctxs[i];
-		nng_aio_stop(x->aio);
 		nng_aio_free(x->aio);
 		if (x->req != NULL)
 			nng_msg_free(x->req);

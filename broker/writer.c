@@ -79,6 +79,7 @@ struct brk_writer {
 	brk_req *pending_head; /* guarded by mu */
 	brk_req *pending_tail;
 	bool stopping;         /* guarded by mu */
+	bool sleeping;         /* guarded by mu: the thread waits on cv */
 
 	/* the writer thread's own */
 	brk_req *waiters_head; /* parked LEASEs, in arrival order */
@@ -1426,7 +1427,9 @@ writer_main(void *arg)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000;
 			}
+			w->sleeping = true;
 			pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+			w->sleeping = false;
 		}
 		brk_req *batch = w->pending_head;
 		w->pending_head = w->pending_tail = NULL;
@@ -1581,7 +1584,9 @@ brk_writer_submit(brk_writer *w, brk_req *r)
 	else
 		w->pending_head = r;
 	w->pending_tail = r;
-	pthread_cond_signal(&w->cv);
+	/* a busy writer takes the whole list when it is done: no wake-up needed */
+	if (w->sleeping)
+		pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
 

@@ -13,6 +13,7 @@
 #include <nng/supplemental/tls/tls.h>
 #include <nng/supplemental/util/platform.h>
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,8 +27,18 @@
  * max_message_bytes (at most 64 MiB): accept that much. */
 #define RECV_LIMIT (64 * 1024 * 1024 + FRAME_SLACK)
 
+/* A context and its aio, kept for reuse: opening both per call costs more
+ * than the call itself on a fast broker. */
+typedef struct slot {
+	struct slot *next;
+	nng_ctx ctx;
+	nng_aio *aio;
+} slot;
+
 struct sluice_client {
 	nng_socket sock;
+	pthread_mutex_t mu;
+	slot *free_slots;      /* guarded by mu */
 	nng_dialer dialer;
 	int64_t timeout_ms;
 	int64_t max_message_bytes;
@@ -124,6 +135,7 @@ sluice_open(sluice_client **out, const char *url, const sluice_opts *opts)
 	if (c == NULL)
 		return fail(SLUICE_E_NOMEM, "out of memory");
 	snprintf(c->url, sizeof(c->url), "%s", url);
+	pthread_mutex_init(&c->mu, NULL);
 	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
 	c->max_message_bytes = o->max_message_bytes > 0 ? o->max_message_bytes : 1024 * 1024;
 	uint32_t seed;
@@ -169,7 +181,56 @@ sluice_close(sluice_client *c)
 	if (c == NULL)
 		return;
 	nng_close(c->sock);
+	for (slot *s = c->free_slots, *next; s != NULL; s = next) {
+		next = s->next;
+		nng_aio_free(s->aio);
+		free(s);
+	}
+	pthread_mutex_destroy(&c->mu);
 	free(c);
+}
+
+static slot *
+slot_get(sluice_client *c, int *rv)
+{
+	pthread_mutex_lock(&c->mu);
+	slot *s = c->free_slots;
+	if (s != NULL)
+		c->free_slots = s->next;
+	pthread_mutex_unlock(&c->mu);
+	if (s != NULL)
+		return s;
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		*rv = NNG_ENOMEM;
+		return NULL;
+	}
+	if ((*rv = nng_ctx_open(&s->ctx, c->sock)) != 0) {
+		free(s);
+		return NULL;
+	}
+	if ((*rv = nng_aio_alloc(&s->aio, NULL, NULL)) != 0) {
+		nng_ctx_close(s->ctx);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* A context whose call failed may still hold a request: it is closed, not
+ * reused. */
+static void
+slot_put(sluice_client *c, slot *s, bool reuse)
+{
+	if (!reuse) {
+		nng_ctx_close(s->ctx);
+		nng_aio_free(s->aio);
+		free(s);
+		return;
+	}
+	pthread_mutex_lock(&c->mu);
+	s->next = c->free_slots;
+	c->free_slots = s;
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* ---- one request, one reply ---- */
@@ -206,41 +267,37 @@ next_rid(sluice_client *c)
 	return atomic_fetch_add(&c->next_rid, 1);
 }
 
-/* One send+receive on a fresh context, within timeout_ms. */
+/* One send+receive on a context of the pool, within timeout_ms. */
 static int
 attempt(sluice_client *c, call *k, int64_t timeout_ms, nng_msg **rep)
 {
-	nng_ctx ctx;
-	nng_aio *aio = NULL;
 	nng_msg *copy = NULL;
 	int rv;
+	slot *s;
 
 	*rep = NULL;
-	if ((rv = nng_ctx_open(&ctx, c->sock)) != 0)
+	if ((s = slot_get(c, &rv)) == NULL)
 		return rv;
 	/* No timer resend inside one call: a resent LEASE would lease twice.
 	 * NNG still resends at once after a reconnect, which is what we want. */
-	nng_ctx_set_ms(ctx, NNG_OPT_REQ_RESENDTIME, (nng_duration)(timeout_ms + 60000));
-	if ((rv = nng_aio_alloc(&aio, NULL, NULL)) != 0)
-		goto out;
+	nng_ctx_set_ms(s->ctx, NNG_OPT_REQ_RESENDTIME, (nng_duration)(timeout_ms + 60000));
 	if ((rv = nng_msg_dup(&copy, k->req)) != 0)
 		goto out;
-	nng_aio_set_timeout(aio, (nng_duration)timeout_ms);
-	nng_aio_set_msg(aio, copy);
-	nng_ctx_send(ctx, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) != 0) {
+	nng_aio_set_timeout(s->aio, (nng_duration)timeout_ms);
+	nng_aio_set_msg(s->aio, copy);
+	nng_ctx_send(s->ctx, s->aio);
+	nng_aio_wait(s->aio);
+	if ((rv = nng_aio_result(s->aio)) != 0) {
 		nng_msg_free(copy);
 		goto out;
 	}
-	nng_aio_set_timeout(aio, (nng_duration)timeout_ms);
-	nng_ctx_recv(ctx, aio);
-	nng_aio_wait(aio);
-	if ((rv = nng_aio_result(aio)) == 0)
-		*rep = nng_aio_get_msg(aio);
+	nng_aio_set_timeout(s->aio, (nng_duration)timeout_ms);
+	nng_ctx_recv(s->ctx, s->aio);
+	nng_aio_wait(s->aio);
+	if ((rv = nng_aio_result(s->aio)) == 0)
+		*rep = nng_aio_get_msg(s->aio);
 out:
-	nng_aio_free(aio);
-	nng_ctx_close(ctx);
+	slot_put(c, s, rv == 0);
 	return rv;
 }
 
