@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define TABLE_MAX 64
+#define SETUP_RETRY_MS 20
 
 typedef struct sqlite_sink {
 	sqlite3 *db;
@@ -69,16 +70,22 @@ sink_wide(int rc)
 	}
 }
 
+/* Runs sql; returns SQLite's code, with err filled on failure. */
 static int
 exec_sql(sqlite_sink *s, const char *sql, char *err, size_t errlen)
 {
 	char *msg = NULL;
-	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
+	if (rc != SQLITE_OK)
 		snprintf(err, errlen, "cannot set up %s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
-		sqlite3_free(msg);
-		return WRK_SINK_EOPEN;
-	}
-	return WRK_SINK_OK;
+	sqlite3_free(msg);
+	return rc;
+}
+
+static bool
+busy(int rc)
+{
+	return (rc & 0xFF) == SQLITE_BUSY || (rc & 0xFF) == SQLITE_LOCKED;
 }
 
 static int
@@ -105,10 +112,49 @@ sqlite_close(void *arg)
 	free(s);
 }
 
+/* Journal mode, synchronous and the table. Returns SQLITE_OK, SQLITE_BUSY
+ * (worth another try; err is filled anyway) or another code, err filled. */
+static int
+setup(sqlite_sink *s, const cfg_sink *conf, char *err, size_t errlen)
+{
+	static const char *const sync_names[] = {"FULL", "NORMAL", "OFF"};
+	char sql[512];
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	/* journal_mode answers with a row: check that WAL took */
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		snprintf(err, errlen, "cannot open %s: %s", conf->path, sqlite3_errmsg(s->db));
+		sqlite3_finalize(st);
+		return busy(rc) ? SQLITE_BUSY : SQLITE_ERROR;
+	}
+	const char *mode = (const char *)sqlite3_column_text(st, 0);
+	if (mode == NULL || strcmp(mode, "wal") != 0) {
+		snprintf(err, errlen, "cannot open %s: WAL mode refused (journal mode is %s)", conf->path,
+		         mode ? mode : "unknown");
+		sqlite3_finalize(st);
+		return SQLITE_ERROR;
+	}
+	sqlite3_finalize(st);
+	int sync = conf->synchronous >= 0 && conf->synchronous <= 2 ? conf->synchronous : 0;
+	snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s", sync_names[sync]);
+	if ((rc = exec_sql(s, sql, err, errlen)) != SQLITE_OK)
+		return busy(rc) ? SQLITE_BUSY : SQLITE_ERROR;
+	snprintf(sql, sizeof(sql),
+	         "CREATE TABLE IF NOT EXISTS \"%s\" (id INTEGER PRIMARY KEY, queue TEXT NOT NULL, "
+	         "payload BLOB NOT NULL, enqueued_at INTEGER NOT NULL, committed_at INTEGER NOT NULL)",
+	         conf->table);
+	if ((rc = exec_sql(s, sql, err, errlen)) != SQLITE_OK)
+		return busy(rc) ? SQLITE_BUSY : SQLITE_ERROR;
+	return SQLITE_OK;
+}
+
 static int
 sqlite_open(const cfg_sink *conf, void **out, char *err, size_t errlen)
 {
-	static const char *const sync_names[] = {"FULL", "NORMAL", "OFF"};
 	char sql[512];
 	sqlite_sink *s;
 	int rc;
@@ -144,33 +190,13 @@ sqlite_open(const cfg_sink *conf, void **out, char *err, size_t errlen)
 	sqlite3_extended_result_codes(s->db, 1);
 	sqlite3_busy_timeout(s->db, conf->busy_timeout_ms > INT32_MAX ? INT32_MAX
 	                                                             : (int)conf->busy_timeout_ms);
-	/* journal_mode answers with a row: check that WAL took */
-	sqlite3_stmt *st = NULL;
-	rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		snprintf(err, errlen, "cannot open %s: %s", conf->path, sqlite3_errmsg(s->db));
-		sqlite3_finalize(st);
-		goto fail;
-	}
-	const char *mode = (const char *)sqlite3_column_text(st, 0);
-	if (mode == NULL || strcmp(mode, "wal") != 0) {
-		snprintf(err, errlen, "cannot open %s: WAL mode refused (journal mode is %s)", conf->path,
-		         mode ? mode : "unknown");
-		sqlite3_finalize(st);
-		goto fail;
-	}
-	sqlite3_finalize(st);
-	int sync = conf->synchronous >= 0 && conf->synchronous <= 2 ? conf->synchronous : 0;
-	snprintf(sql, sizeof(sql), "PRAGMA synchronous=%s", sync_names[sync]);
-	if (exec_sql(s, sql, err, errlen) != 0)
-		goto fail;
-	snprintf(sql, sizeof(sql),
-	         "CREATE TABLE IF NOT EXISTS \"%s\" (id INTEGER PRIMARY KEY, queue TEXT NOT NULL, "
-	         "payload BLOB NOT NULL, enqueued_at INTEGER NOT NULL, committed_at INTEGER NOT NULL)",
-	         conf->table);
-	if (exec_sql(s, sql, err, errlen) != 0)
+	/* Several workers may open a new database at once: switching it to
+	 * WAL can answer SQLITE_BUSY without waiting in the busy handler, so
+	 * the setup is tried again for up to busy_timeout. */
+	int64_t give_up = clk_mono_ms() + (conf->busy_timeout_ms > 1000 ? conf->busy_timeout_ms : 1000);
+	while ((rc = setup(s, conf, err, errlen)) == SQLITE_BUSY && clk_mono_ms() < give_up)
+		clk_sleep_ms(SETUP_RETRY_MS);
+	if (rc != SQLITE_OK)
 		goto fail;
 	snprintf(sql, sizeof(sql),
 	         "INSERT INTO \"%s\" (id, queue, payload, enqueued_at, committed_at) "

@@ -609,6 +609,30 @@ grace_runs_out_releases_and_exits(void)
 	sluice_batch_free(b);
 }
 
+/* Eight workers creating the same new sink database at once all start
+ * (switching a new database to WAL can be busy without waiting). */
+static void
+workers_create_the_sink_together(void)
+{
+	for (int round = 0; round < 5; round++) {
+		pid_t w[MAX_WORKERS];
+		fx_config(NULL); /* a fresh sink path each round */
+		pid_t b = fx_broker(th_fmt("broker%d.log", round));
+		for (int i = 0; i < MAX_WORKERS; i++)
+			w[i] = fx_worker(th_fmt("worker%d.%d.log", round, i), NULL);
+		for (int i = 0; i < MAX_WORKERS; i++) {
+			const char *log = th_path(th_fmt("worker%d.%d.log", round, i));
+			if (!th_wait_file(log, "WORKER-START", 10000))
+				th_fail(__FILE__, __LINE__, "worker %d of round %d: %s", i, round, th_read(log));
+		}
+		for (int i = 0; i < MAX_WORKERS; i++)
+			kill(w[i], SIGTERM);
+		for (int i = 0; i < MAX_WORKERS; i++)
+			stop_worker(w[i]);
+		th_stop(b, SIGTERM, 10000);
+	}
+}
+
 static const th_case cases[] = {
 	TH_CASE(exactly_once_one_worker),
 	TH_CASE(exactly_once_four_workers),
@@ -627,6 +651,7 @@ static const th_case cases[] = {
 	TH_CASE(broker_restart_is_survived),
 	TH_CASE(idle_worker_does_not_spin),
 	TH_CASE(grace_runs_out_releases_and_exits),
+	TH_CASE(workers_create_the_sink_together),
 	{NULL, NULL},
 };
 
