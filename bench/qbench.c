@@ -85,6 +85,8 @@ typedef struct backend {
 	int (*consume)(conn *c, int max, bool wait, int *got);
 	/* Answers when the server is up. */
 	int (*ping)(conn *c);
+	/* Optional: the server's commit and fsync counters (Sluice's STATS). */
+	int (*counters)(conn *c, int64_t *commits, int64_t *fsyncs);
 } backend;
 
 struct conn {
@@ -753,6 +755,33 @@ sl_ping(conn *c)
 	return 0;
 }
 
+static int
+sl_counters(conn *c, int64_t *commits, int64_t *fsyncs)
+{
+	nng_msg *m, *rep;
+	proto_buf b;
+	proto_frame f;
+	proto_field fld;
+	size_t size = PROTO_HEADER_SIZE + 1 + 4;
+	if (nng_msg_alloc(&m, size) != 0)
+		return fail(c, "out of memory");
+	proto_buf_init(&b, nng_msg_body(m), size);
+	proto_enc_queue_op(&b, PROTO_T_STATS, c->rid++, "", 0, 0);
+	if (sl_roundtrip(c, m, &b, &rep, &f) != 0)
+		return -1;
+	*commits = *fsyncs = -1;
+	if (f.h.type == PROTO_T_STATS_REPLY) {
+		while (proto_field_next(&f.u.stats.broker, &fld)) {
+			if (fld.key.len == 13 && memcmp(fld.key.ptr, "commits_total", 13) == 0)
+				*commits = fld.value;
+			else if (fld.key.len == 12 && memcmp(fld.key.ptr, "fsyncs_total", 12) == 0)
+				*fsyncs = fld.value;
+		}
+	}
+	nng_msg_free(rep);
+	return 0;
+}
+
 static const backend backends[] = {
 	{
 		.name = "sluice",
@@ -761,6 +790,7 @@ static const backend backends[] = {
 		.enqueue = sl_enqueue,
 		.consume = sl_consume,
 		.ping = sl_ping,
+		.counters = sl_counters,
 	},
 	{
 		.name = "beanstalkd",
@@ -1061,6 +1091,9 @@ run(void)
 	if (ws == NULL || srv == NULL || cli == NULL)
 		return 1;
 	/* Connect everyone first; the clock starts once all are connected. */
+	conn sc;
+	int64_t commits[4] = {-1, -1, -1, -1}; /* commits, fsyncs at start; at end */
+	bool have_stats = opt.be->counters != NULL && conn_open(&sc, false) == 0;
 	int rc = open_workers(ws, nprod, rate ? SCHEDULED : PRODUCER, drain ? nslots : 0);
 	if (rc == 0 && ncons > 0)
 		rc = open_workers(ws + nprod, ncons, CONSUMER, nslots);
@@ -1074,6 +1107,8 @@ run(void)
 	if (rc != 0) {
 		atomic_store(&stop, true);
 		join_workers(ws, nprod + ncons);
+		if (have_stats)
+			conn_close(&sc);
 		return 1;
 	}
 	sleep_until(t_start_ns);
@@ -1081,8 +1116,18 @@ run(void)
 		sleep_until(t_start_ns + (int64_t)i * SLOT_MS * 1000000LL);
 		srv[i] = proc_cpu_s(opt.pid);
 		cli[i] = self_cpu_s();
+		/* the server's own counters, at the start and the end only */
+		if (have_stats && (i == 0 || i == nslots)) {
+			int64_t *dst = i == 0 ? commits : commits + 2;
+			if (opt.be->counters(&sc, &dst[0], &dst[1]) != 0) {
+				fprintf(stderr, "qbench: stats: %s\n", sc.err);
+				commits[0] = -1;
+			}
+		}
 	}
 	int failed = join_workers(ws, nprod + ncons);
+	if (have_stats)
+		conn_close(&sc);
 
 	/* the window: up to the first empty consume in a drain */
 	int used = nslots;
@@ -1124,12 +1169,19 @@ run(void)
 	if (rate)
 		printf(" offered_per_s=%.0f", opt.rate);
 	if (drain)
-		printf(" produced_per_s=%.0f producers=%d prefilled=%d prefill_per_s=%.0f dry=%d",
-		       window_s > 0 ? (double)msgs / window_s : 0, nprod, filled, fill_rate,
-		       used < nslots);
+		printf(" produced_per_s=%.0f producers=%d prod_p50_us=%" PRIu64 " prod_p99_us=%" PRIu64
+		       " prefilled=%d prefill_per_s=%.0f dry=%d",
+		       window_s > 0 ? (double)msgs / window_s : 0, nprod, hist_quantile(h, 0.50),
+		       hist_quantile(h, 0.99), filled, fill_rate, used < nslots);
 	else
 		printf(" reqs_per_s=%.0f", window_s > 0 ? (double)reqs / window_s : 0);
 	print_hist(drain ? hc : h);
+	if (commits[0] >= 0 && commits[2] >= 0) {
+		/* over the whole window, even when a drain's rate was cut short */
+		double full_s = nslots * SLOT_MS / 1000.0;
+		printf(" commits_per_s=%.0f fsyncs_per_s=%.0f", (double)(commits[2] - commits[0]) / full_s,
+		       (double)(commits[3] - commits[1]) / full_s);
+	}
 	printf(" server_cpu_s=%.2f server_cpu_s_per_m=%.2f client_cpu_s_per_m=%.2f failed=%d\n",
 	       srv_s, srv_s >= 0 && main_msgs > 0 ? srv_s * 1e6 / main_msgs : -1,
 	       main_msgs > 0 ? cli_s * 1e6 / main_msgs : -1, failed);
