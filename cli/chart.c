@@ -8,7 +8,7 @@
 
 #define PAD_LEFT 64
 #define PAD_RIGHT 16
-#define PAD_TOP 34
+#define PAD_TOP 44
 #define PAD_BOTTOM 44
 
 double
@@ -162,7 +162,7 @@ cli_chart_svg(jbuf *out, const cli_chart *c, int width, int height)
 	}
 
 	/* series and legend */
-	double lx = f.px0 + 160;
+	double lx = f.px0;
 	for (size_t s = 0; s < c->nseries; s++) {
 		const cli_series *se = &c->series[s];
 		if (se->n > 0) {
@@ -176,8 +176,8 @@ cli_chart_svg(jbuf *out, const cli_chart *c, int width, int height)
 			}
 			jbuf_put(out, "\"/>", 3);
 		}
-		jbuf_printf(out, "<rect x=\"%.1f\" y=\"9\" width=\"12\" height=\"4\" fill=\"%s\"/>"
-		                 "<text x=\"%.1f\" y=\"15\" fill=\"#333\">", lx, se->color, lx + 16);
+		jbuf_printf(out, "<rect x=\"%.1f\" y=\"27\" width=\"12\" height=\"4\" fill=\"%s\"/>"
+		                 "<text x=\"%.1f\" y=\"33\" fill=\"#333\">", lx, se->color, lx + 16);
 		jbuf_html(out, se->name);
 		jbuf_put(out, "</text>", 7);
 		lx += 24 + 6.5 * (double)strlen(se->name);

@@ -500,7 +500,13 @@ write_report(const char *path, const char *dir, const char *stages, const load_r
 	cli_chart_svg(&h, &c1, 480, 260);
 	cli_chart c2 = {"p99 latency per second (log scale)", "ms", "seconds", lat, 2, NULL, 0, 0, 0, true};
 	cli_chart_svg(&h, &c2, 480, 260);
-	cli_chart c3 = {"Failed requests per second", "% of requests", "seconds", err, 2, NULL, 0, 0, 100, false};
+	double emax = 1; /* at least 1%, so a few failures still show */
+	for (size_t i = 0; i < td.n; i++)
+		emax = td.err[i] > emax ? td.err[i] : emax;
+	for (size_t i = 0; i < ts.n; i++)
+		emax = ts.err[i] > emax ? ts.err[i] : emax;
+	cli_chart c3 = {"Failed requests per second", "% of requests", "seconds", err, 2, NULL, 0, 0,
+	                emax, false};
 	cli_chart_svg(&h, &c3, 480, 260);
 	jbuf_printf(&h, "</div>");
 
