@@ -8,6 +8,7 @@
 #include "http.h"
 #include "log.h"
 #include "server.h"
+#include "store.h"
 #include "writer.h"
 
 #include <getopt.h>
@@ -124,6 +125,7 @@ main(int argc, char **argv)
 	brk_server *srv = NULL;
 	brk_http *api = NULL;
 	int status = 1;
+	brk_store_set_quota(c->broker.max_db_size);
 	if (brk_writer_open(c, &counters, &w, err, sizeof(err)) != 0) {
 		log_error("STORE-FAILED", "%s", err);
 		fprintf(stderr, "sluice-broker: %s\n", err);

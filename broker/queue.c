@@ -137,7 +137,19 @@ struct brk_queue {
 	bool dead;
 };
 
+/* brk_msgs come from chunks and go back to a free list: one malloc per
+ * CHUNK messages instead of one per message, and reuse without the
+ * allocator under a steady flow. */
+#define CHUNK 4096
+
+typedef struct chunk {
+	struct chunk *next;
+	brk_msg m[CHUNK];
+} chunk;
+
 struct brk_index {
+	chunk *chunks;
+	brk_msg *free_msgs; /* linked through their q field */
 	/* id -> message, open addressing with linear probing */
 	brk_msg **slots;
 	uint64_t mask;
@@ -190,9 +202,10 @@ brk_index_free(brk_index *x)
 {
 	if (x == NULL)
 		return;
-	if (x->slots != NULL)
-		for (uint64_t i = 0; i <= x->mask; i++)
-			free(x->slots[i]);
+	for (chunk *c = x->chunks, *next; c != NULL; c = next) {
+		next = c->next;
+		free(c);
+	}
 	free(x->slots);
 	free(x->timers.v);
 	for (size_t i = 0; i < x->nqueues; i++) {
@@ -427,18 +440,44 @@ unplace(brk_index *x, brk_msg *m)
 	}
 }
 
+static brk_msg *
+msg_alloc(brk_index *x)
+{
+	if (x->free_msgs == NULL) {
+		chunk *c = malloc(sizeof(*c));
+		if (c == NULL)
+			return NULL;
+		c->next = x->chunks;
+		x->chunks = c;
+		for (size_t i = CHUNK; i-- > 0;) {
+			c->m[i].q = (brk_queue *)x->free_msgs;
+			x->free_msgs = &c->m[i];
+		}
+	}
+	brk_msg *m = x->free_msgs;
+	x->free_msgs = (brk_msg *)m->q;
+	return m;
+}
+
+static void
+msg_free(brk_index *x, brk_msg *m)
+{
+	m->q = (brk_queue *)x->free_msgs;
+	x->free_msgs = m;
+}
+
 brk_msg *
 brk_index_add(brk_index *x, brk_queue *q, const brk_msg *tmpl, int64_t now_ms)
 {
 	if ((x->count + 1) * 2 > x->mask + 1 && !grow_slots(x))
 		return NULL;
-	brk_msg *m = malloc(sizeof(*m));
+	brk_msg *m = msg_alloc(x);
 	if (m == NULL)
 		return NULL;
 	*m = *tmpl;
 	m->q = q;
 	if (!place(x, m, now_ms)) {
-		free(m);
+		msg_free(x, m);
 		return NULL;
 	}
 	uint64_t i = id_hash(m->id) & x->mask;
@@ -467,7 +506,7 @@ brk_index_remove(brk_index *x, brk_msg *m)
 	}
 	x->slots[i] = NULL;
 	x->count--;
-	free(m);
+	msg_free(x, m);
 }
 
 brk_msg *

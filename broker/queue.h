@@ -77,7 +77,7 @@ brk_msg *brk_queue_top(const brk_queue *q);
 /* Messages. add copies m (its state is derived from due_ms vs now). */
 brk_msg *brk_index_add(brk_index *x, brk_queue *q, const brk_msg *m, int64_t now_ms);
 brk_msg *brk_index_find(const brk_index *x, uint64_t id);
-void brk_index_remove(brk_index *x, brk_msg *m); /* frees m */
+void brk_index_remove(brk_index *x, brk_msg *m); /* m goes back to the index's free list */
 uint64_t brk_index_count(const brk_index *x);
 
 /* Takes the top ready message out of the ready set and leases it. */

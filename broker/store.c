@@ -100,6 +100,9 @@ static const char schema_v1[] =
 	" enqueued_ms INTEGER NOT NULL, acked_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"
 	" payload BLOB NOT NULL);";
 
+/* brk_store_set_quota; set once, before the writer thread starts */
+static int64_t quota_bytes;
+
 struct brk_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
@@ -251,6 +254,31 @@ take_lock(brk_store *s, const char *path, char *err, size_t errlen)
 	return BRK_STORE_OK;
 }
 
+void
+brk_store_set_quota(int64_t max_bytes)
+{
+	quota_bytes = max_bytes > 0 ? max_bytes : 0;
+}
+
+/* PRAGMA max_page_count from the quota: whole pages, at least one. */
+static int
+apply_quota(brk_store *s)
+{
+	sqlite3_stmt *st;
+	int64_t page = 4096;
+	char sql[64];
+	if (quota_bytes == 0)
+		return BRK_STORE_OK;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA page_size", -1, &st, NULL) != SQLITE_OK)
+		return status(s, sqlite3_errcode(s->db));
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) > 0)
+		page = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	int64_t pages = quota_bytes / page;
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld", (long long)(pages > 0 ? pages : 1));
+	return exec(s, sql);
+}
+
 int
 brk_store_open(const char *path, bool fast, brk_store **out, char *err, size_t errlen)
 {
@@ -276,7 +304,7 @@ brk_store_open(const char *path, bool fast, brk_store **out, char *err, size_t e
 	         "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA busy_timeout=5000;"
 	         "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;",
 	         fast ? "NORMAL" : "FULL");
-	if ((rc = exec(s, pragmas)) != 0 || (rc = migrate(s)) != 0) {
+	if ((rc = exec(s, pragmas)) != 0 || (rc = migrate(s)) != 0 || (rc = apply_quota(s)) != 0) {
 		snprintf(err, errlen, "%s: %s", path, s->errmsg);
 		goto fail;
 	}

@@ -56,6 +56,12 @@ typedef struct brk_row {
  * it. fast: synchronous=NORMAL instead of FULL. On failure returns a code
  * and a reason in err. */
 int brk_store_open(const char *path, bool fast, brk_store **out, char *err, size_t errlen);
+/* A quota on the database file, in bytes (0, the default: none), that
+ * every later brk_store_open applies with PRAGMA max_page_count: past it a
+ * write fails with BRK_STORE_E_FULL, a true SQLITE_FULL, while deletes go
+ * on. A database already bigger stays as it is and does not grow. main
+ * sets it from broker.max_db_size before the writer opens the store. */
+void brk_store_set_quota(int64_t max_bytes);
 /* Checkpoints the WAL into the database and closes. Accepts NULL. */
 void brk_store_close(brk_store *s);
 /* The last SQLite error, for logs and error replies. */

@@ -44,6 +44,8 @@
 #define REPORT_SLOTS 64
 #define REPORT_FRESH_MS 30000
 #define QUEUE_FULL_RETRY_MS 1000
+#define ID_RESERVE 100000 /* ids reserved per write of meta.next_id */
+#define TXN_BUDGET 8192   /* messages and ids one transaction takes on */
 
 /* The latest health report of one worker. */
 typedef struct wreport {
@@ -80,6 +82,21 @@ struct brk_writer {
 	brk_req *pending_tail;
 	bool stopping;         /* guarded by mu */
 	bool sleeping;         /* guarded by mu: the thread waits on cv */
+
+	/* Completions: the writer hands answered requests to a thread of their
+	 * own, which calls done (sends the replies), so sending overlaps with
+	 * the next group commit instead of delaying it. */
+	pthread_t completer;
+	bool completer_started;
+	pthread_mutex_t done_mu;
+	pthread_cond_t done_cv;
+	brk_req *done_head;    /* guarded by done_mu */
+	brk_req *done_tail;
+	bool done_sleeping;    /* guarded by done_mu */
+	bool done_stop;        /* guarded by done_mu */
+	brk_req *out_head;     /* the writer's: answered in this loop, not handed over yet */
+	brk_req *out_tail;
+	bool reading;          /* a read transaction is open */
 
 	/* the writer thread's own */
 	brk_req *waiters_head; /* parked LEASEs, in arrival order */
@@ -401,6 +418,21 @@ run_timers(brk_writer *w, int64_t now)
 
 /* Each returns 0, or a store code that fails the whole transaction. */
 
+/* A REQUEST_KEY enqueue: a retry key on the first message, none after. */
+static bool
+request_key_valid(const brk_req *r)
+{
+	proto_iter it = r->f.u.enqueue.items;
+	proto_enq_item m;
+	for (uint32_t i = 0; proto_enq_next(&it, &m); i++) {
+		if (i == 0 && (m.key.len == 0 || !(m.flags & PROTO_ITEM_RETRY_KEY)))
+			return false;
+		if (i > 0 && m.key.len > 0)
+			return false;
+	}
+	return true;
+}
+
 static int
 do_enqueue(brk_writer *w, brk_req *r, int64_t now)
 {
@@ -441,6 +473,12 @@ do_enqueue(brk_writer *w, brk_req *r, int64_t now)
 		            brk_queue_name(q), (unsigned long long)size, (long long)max_depth);
 		return 0;
 	}
+	bool request_key = (r->f.h.flags & PROTO_F_REQUEST_KEY) != 0;
+	if (request_key && !request_key_valid(r)) {
+		reply_error(r, PROTO_ERR_BAD_REQUEST, 0,
+		            "REQUEST_KEY: the first message needs a retry key and no other a key");
+		return 0;
+	}
 	if ((rc = txn_open(w)) != 0)
 		return rc;
 	if (!reply_start(r, PROTO_HEADER_SIZE + 4 + 9 * (size_t)n, &b))
@@ -448,9 +486,28 @@ do_enqueue(brk_writer *w, brk_req *r, int64_t now)
 	proto_enc_id_list(&b, r->f.h.request_id);
 	uint64_t added = 0;
 	it = r->f.u.enqueue.items;
+	if (request_key) {
+		/* one key for the whole request: a resend gets the same ids, which
+		 * were consecutive (no message of such a request has its own key) */
+		proto_enq_item first;
+		uint64_t existing;
+		proto_enq_next(&it, &first);
+		rc = brk_store_key_claim(w->store, BRK_KEYS_RETRY, brk_queue_db_id(q), first.key.ptr,
+		                         first.key.len, w->next_id, now,
+		                         w->cfg->broker.retry_key_window_ms, &existing);
+		if (rc == BRK_STORE_DUP) {
+			for (uint32_t i = 0; i < n; i++)
+				proto_enc_idflag(&b, existing + i, true);
+			reply_end(r, &b);
+			return 0;
+		}
+		if (rc != 0)
+			return rc;
+		it = r->f.u.enqueue.items; /* the first message itself is stored below */
+	}
 	while (proto_enq_next(&it, &m)) {
 		uint64_t id = w->next_id;
-		if (m.key.len > 0) {
+		if (m.key.len > 0 && !request_key) {
 			bool retry_key = (m.flags & PROTO_ITEM_RETRY_KEY) != 0;
 			uint64_t existing;
 			rc = brk_store_key_claim(w->store, retry_key ? BRK_KEYS_RETRY : BRK_KEYS_USER,
@@ -767,6 +824,10 @@ reply_messages(brk_writer *w, brk_req *r, uint64_t token, brk_msg **msgs, size_t
 		};
 		const void *p;
 		size_t len;
+		/* one read transaction for every payload of this loop, opened only
+		 * when a payload is read */
+		if (!w->in_txn && !w->reading)
+			w->reading = brk_store_begin_read(w->store) == 0;
 		int rc = brk_store_msg_payload(w->store, msgs[i]->id, &p, &len);
 		if (rc != 0)
 			return rc;
@@ -1268,14 +1329,90 @@ prune_keys(brk_writer *w, int64_t now)
 		w->next_prune_ms = now;
 }
 
+/* Queues r's completion; flush_completions hands the queue over. */
 static void
-complete(brk_req *r)
+complete(brk_writer *w, brk_req *r)
 {
-	r->done(r);
+	r->next = NULL;
+	if (w->out_tail)
+		w->out_tail->next = r;
+	else
+		w->out_head = r;
+	w->out_tail = r;
 }
 
-/* Step 2 of the loop: every write of the batch (all of batch) in one
- * transaction. */
+static void
+flush_completions(brk_writer *w)
+{
+	if (w->out_head == NULL)
+		return;
+	pthread_mutex_lock(&w->done_mu);
+	if (w->done_tail)
+		w->done_tail->next = w->out_head;
+	else
+		w->done_head = w->out_head;
+	w->done_tail = w->out_tail;
+	if (w->done_sleeping)
+		pthread_cond_signal(&w->done_cv);
+	pthread_mutex_unlock(&w->done_mu);
+	w->out_head = w->out_tail = NULL;
+}
+
+static void *
+completer_main(void *arg)
+{
+	brk_writer *w = arg;
+	pthread_mutex_lock(&w->done_mu);
+	for (;;) {
+		while (w->done_head == NULL && !w->done_stop) {
+			w->done_sleeping = true;
+			pthread_cond_wait(&w->done_cv, &w->done_mu);
+			w->done_sleeping = false;
+		}
+		brk_req *list = w->done_head;
+		w->done_head = w->done_tail = NULL;
+		if (list == NULL && w->done_stop)
+			break;
+		pthread_mutex_unlock(&w->done_mu);
+		for (brk_req *r = list, *next; r != NULL; r = next) {
+			next = r->next;
+			r->done(r); /* may reuse r at once */
+		}
+		pthread_mutex_lock(&w->done_mu);
+	}
+	pthread_mutex_unlock(&w->done_mu);
+	return NULL;
+}
+
+/* Messages and ids a write request touches. */
+static size_t
+request_weight(const brk_req *r)
+{
+	switch (r->f.h.type) {
+	case PROTO_T_ENQUEUE: return proto_iter_left(&r->f.u.enqueue.items);
+	case PROTO_T_ACK:
+	case PROTO_T_NACK: return proto_iter_left(&r->f.u.ids.ids);
+	default: return 1;
+	}
+}
+
+/* Puts a list of requests back at the head of the pending list. */
+static void
+requeue_front(brk_writer *w, brk_req *list)
+{
+	brk_req *tail = list;
+	while (tail->next != NULL)
+		tail = tail->next;
+	pthread_mutex_lock(&w->mu);
+	tail->next = w->pending_head;
+	w->pending_head = list;
+	if (w->pending_tail == NULL)
+		w->pending_tail = tail;
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* Step 2 of the loop: the writes of the batch in one transaction, as many
+ * as the budget allows; the rest go back to the pending list. */
 static void
 run_writes(brk_writer *w, brk_req *batch, int64_t now)
 {
@@ -1285,15 +1422,32 @@ run_writes(brk_writer *w, brk_req *batch, int64_t now)
 	w->nnew = 0;
 
 	rc = run_timers(w, now);
+	/* a budget per transaction keeps one commit (and so the latency of
+	 * every request in it) bounded when big ACKs and enqueues pile up:
+	 * what is over it waits, first in line, for the next commit */
+	size_t work = 0;
+	brk_req *last = NULL;
 	for (brk_req *r = batch; r != NULL && rc == 0; r = r->next) {
+		if (work >= TXN_BUDGET) {
+			last->next = NULL;
+			requeue_front(w, r);
+			break;
+		}
 		nwrites++;
+		work += request_weight(r);
 		rc = run_write(w, r, now);
+		last = r;
 	}
 	if (rc == 0)
 		prune_keys(w, now);
-	if (rc == 0 && w->next_id != w->stored_next_id) {
+	/* ids are reserved ahead in blocks, so most commits do not write the
+	 * meta row: after a crash the next broker starts past the reservation
+	 * (ids never come back; a gap is fine) */
+	uint64_t reserve = 0;
+	if (rc == 0 && w->next_id > w->stored_next_id) {
+		reserve = w->next_id + ID_RESERVE;
 		if ((rc = txn_open(w)) == 0)
-			rc = brk_store_meta_set(w->store, "next_id", (int64_t)w->next_id);
+			rc = brk_store_meta_set(w->store, "next_id", (int64_t)reserve);
 	}
 	if (w->in_txn) {
 		int64_t t0 = clk_mono_ns();
@@ -1314,7 +1468,8 @@ run_writes(brk_writer *w, brk_req *batch, int64_t now)
 	if (nwrites > 0)
 		hist_record(w->batch_requests, nwrites);
 	if (rc == 0) {
-		w->stored_next_id = w->next_id;
+		if (reserve != 0)
+			w->stored_next_id = reserve;
 		apply_deltas(w);
 		if (!w->writable)
 			log_info("STORAGE-RECOVERED", "commits succeed again");
@@ -1333,8 +1488,9 @@ run_writes(brk_writer *w, brk_req *batch, int64_t now)
 	}
 	for (brk_req *r = batch, *next; r != NULL; r = next) {
 		next = r->next;
-		complete(r);
+		complete(w, r);
 	}
+	flush_completions(w);
 }
 
 /* Step 3: the reads of the batch (all of batch), then the parked leases. */
@@ -1342,14 +1498,13 @@ static void
 run_reads(brk_writer *w, brk_req *batch, int64_t now, bool stopping)
 {
 	int64_t mono = clk_mono_ms();
-	bool reading = brk_store_begin_read(w->store) == 0;
 	brk_view v = {w, now};
 
 	for (brk_req *r = batch, *next; r != NULL; r = next) {
 		next = r->next;
 		if (r->exec != NULL) {
 			r->exec(r, &v);
-			complete(r);
+			complete(w, r);
 			continue;
 		}
 		switch (r->f.h.type) {
@@ -1378,7 +1533,7 @@ run_reads(brk_writer *w, brk_req *batch, int64_t now, bool stopping)
 			reply_error(r, PROTO_ERR_BAD_FRAME, 0, "%s is not a request",
 			            proto_type_name(r->f.h.type));
 		}
-		complete(r);
+		complete(w, r);
 	}
 	for (brk_req *r = w->waiters_head, *next; r != NULL; r = next) {
 		next = r->next;
@@ -1386,11 +1541,13 @@ run_reads(brk_writer *w, brk_req *batch, int64_t now, bool stopping)
 			if (r->reply_len == 0)
 				reply_empty_lease(r);
 			unpark(w, r);
-			complete(r);
+			complete(w, r);
 		}
 	}
-	if (reading)
+	if (w->reading)
 		brk_store_end_read(w->store);
+	w->reading = false;
+	flush_completions(w);
 }
 
 /* How long the loop may sleep: until the next due message or waiter. */
@@ -1482,6 +1639,8 @@ brk_writer_open(const cfg *c, brk_counters *counters, brk_writer **out, char *er
 	w->start_mono_ms = clk_mono_ms();
 	w->frame_limit = (uint32_t)(c->broker.max_message_bytes + FRAME_SLACK);
 	pthread_mutex_init(&w->mu, NULL);
+	pthread_mutex_init(&w->done_mu, NULL);
+	pthread_cond_init(&w->done_cv, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1522,6 +1681,12 @@ brk_writer_open(const cfg *c, brk_counters *counters, brk_writer **out, char *er
 		brk_store_meta_get(w->store, "boot", &boot);
 		w->boot = (uint64_t)boot & 0xFFFFFF;
 	}
+	if (pthread_create(&w->completer, NULL, completer_main, w) != 0) {
+		snprintf(err, errlen, "cannot start the completion thread: %s", strerror(errno));
+		rc = BRK_STORE_E_OTHER;
+		goto fail;
+	}
+	w->completer_started = true;
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
 		snprintf(err, errlen, "cannot start the writer thread: %s", strerror(errno));
 		rc = BRK_STORE_E_OTHER;
@@ -1550,6 +1715,13 @@ brk_writer_close(brk_writer *w)
 		pthread_mutex_unlock(&w->mu);
 		pthread_join(w->thread, NULL);
 	}
+	if (w->completer_started) { /* after the writer: it sends what is left */
+		pthread_mutex_lock(&w->done_mu);
+		w->done_stop = true;
+		pthread_cond_signal(&w->done_cv);
+		pthread_mutex_unlock(&w->done_mu);
+		pthread_join(w->completer, NULL);
+	}
 	brk_store_close(w->store);
 	if (w->index != NULL)
 		for (size_t i = 0; i < brk_index_nqueues(w->index); i++)
@@ -1563,6 +1735,8 @@ brk_writer_close(brk_writer *w)
 	free(w->scratch);
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->done_cv);
+	pthread_mutex_destroy(&w->done_mu);
 	free(w);
 }
 

@@ -1048,6 +1048,7 @@ static const field broker_fields[] = {
 	STRING("data", cfg_broker, data, FL_NONEMPTY),
 	ENUM("durability", cfg_broker, durability, durability_names),
 	SIZE("max_message_bytes", cfg_broker, max_message_bytes, 1, MESSAGE_BYTES_CAP),
+	SIZE("max_db_size", cfg_broker, max_db_size, 0, INT64_MAX),
 	DURATION("idempotency_window", cfg_broker, idempotency_window_ms, 0, DURATION_CAP),
 	DURATION("retry_key_window", cfg_broker, retry_key_window_ms, 0, DURATION_CAP),
 	INT("max_queues", cfg_broker, max_queues, 1, INT_MAX),

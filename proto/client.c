@@ -423,13 +423,20 @@ sluice_enqueue(sluice_client *c, const char *queue, const sluice_msg_in *msgs, s
 		return rc;
 	if (n == 0)
 		return fail(SLUICE_E_INVALID, "nothing to enqueue");
+	/* without any key of the caller's, one generated key covers the whole
+	 * request (REQUEST_KEY), so a batch costs the broker one key, not n */
+	bool request_key = n > 1;
+	for (size_t i = 0; i < n; i++)
+		if (msgs[i].key != NULL)
+			request_key = false;
 	for (size_t i = 0; i < n; i++) {
 		if ((int64_t)msgs[i].len > c->max_message_bytes)
 			return fail(PROTO_ERR_TOO_LARGE, "message %zu is %zu bytes, over the limit of %lld",
 			            i + 1, msgs[i].len, (long long)c->max_message_bytes);
 		if (msgs[i].key != NULL && msgs[i].keylen > PROTO_MAX_KEY_LEN)
 			return fail(SLUICE_E_INVALID, "idempotency key of message %zu is over 255 bytes", i + 1);
-		size += proto_enq_item_size(msgs[i].key ? msgs[i].keylen : 16, msgs[i].len);
+		size_t keylen = msgs[i].key ? msgs[i].keylen : (request_key && i > 0) ? 0 : 16;
+		size += proto_enq_item_size(keylen, msgs[i].len);
 	}
 	if ((int64_t)size > c->max_message_bytes + FRAME_SLACK)
 		return fail(PROTO_ERR_TOO_LARGE, "batch of %zu messages is %zu bytes, over the frame "
@@ -440,6 +447,8 @@ sluice_enqueue(sluice_client *c, const char *queue, const sluice_msg_in *msgs, s
 	k.want = PROTO_T_IDS;
 	buf_for(&k, &b);
 	proto_enc_enqueue(&b, next_rid(c), queue, qlen);
+	if (request_key)
+		proto_set_flags(&b, PROTO_F_REQUEST_KEY);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	int64_t wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
@@ -451,7 +460,7 @@ sluice_enqueue(sluice_client *c, const char *queue, const sluice_msg_in *msgs, s
 			.priority = msgs[i].priority,
 			.payload = {msgs[i].payload, msgs[i].len},
 		};
-		if (msgs[i].key == NULL) {
+		if (msgs[i].key == NULL && !(request_key && i > 0)) {
 			/* time-ordered so the broker's key index grows at one end:
 			 * 6 bytes wall ms, 6 bytes of this client's nonce, 4 of a counter */
 			uint64_t ms = (uint64_t)wall_ms;

@@ -585,6 +585,15 @@ proto_begin(proto_buf *b, uint8_t type, uint16_t flags, uint32_t rid)
 	proto_put_u32(b, 0); /* body length, patched by proto_end */
 }
 
+void
+proto_set_flags(proto_buf *b, uint16_t flags)
+{
+	if (b->err == PROTO_OK && b->len >= PROTO_HEADER_SIZE) {
+		b->data[4] = (uint8_t)(flags >> 8);
+		b->data[5] = (uint8_t)flags;
+	}
+}
+
 int
 proto_end(proto_buf *b)
 {

@@ -50,6 +50,8 @@ enum proto_type {
 /* Header flags. */
 #define PROTO_F_REPORT 0x0001     /* ACK: a report (fields) follows the ids */
 #define PROTO_F_NO_ATTEMPT 0x0002 /* NACK: the delivery does not count as an attempt */
+#define PROTO_F_REQUEST_KEY 0x0004 /* ENQUEUE: the first message's retry key stands for
+                                    * the whole request; no other message has a key */
 
 /* Codec results: 0 is success. */
 #define PROTO_OK 0
@@ -236,6 +238,9 @@ typedef struct proto_buf {
 
 void proto_buf_init(proto_buf *b, uint8_t *mem, size_t cap);
 void proto_begin(proto_buf *b, uint8_t type, uint16_t flags, uint32_t request_id);
+/* Sets the header's flags of the frame being encoded (e.g. after
+ * proto_enc_enqueue, PROTO_F_REQUEST_KEY). */
+void proto_set_flags(proto_buf *b, uint16_t flags);
 int proto_end(proto_buf *b);
 
 void proto_put_u8(proto_buf *b, uint8_t v);

@@ -169,6 +169,57 @@ resent_request_stores_once(void)
 	CHECK_EQ(fx_stat(fx_client(), Q, "depth"), 1);
 }
 
+/* A batch resent with one request key: the same ids, every one a
+ * duplicate, nothing stored twice; a malformed one is refused. */
+static void
+resent_batch_with_a_request_key_stores_once(void)
+{
+	fx_config(NULL);
+	fx_broker("broker.log");
+	uint8_t buf[512];
+	proto_buf b;
+	proto_enq_item first = {.flags = PROTO_ITEM_RETRY_KEY, .key = {(const uint8_t *)"0123456789abcdef", 16},
+	                        .payload = {(const uint8_t *)"m0", 2}};
+	proto_enq_item rest = {.payload = {(const uint8_t *)"mN", 2}};
+	proto_buf_init(&b, buf, sizeof(buf));
+	proto_enc_enqueue(&b, 1, Q, strlen(Q));
+	proto_set_flags(&b, PROTO_F_REQUEST_KEY);
+	proto_enc_enq_item(&b, &first);
+	for (int i = 0; i < 4; i++)
+		proto_enc_enq_item(&b, &rest);
+	CHECK(proto_end(&b) == PROTO_OK);
+	uint64_t ids[2][5];
+	for (int k = 0; k < 2; k++) {
+		nng_msg *rep = raw_request(buf, b.len);
+		proto_frame f;
+		CHECK(proto_frame_decode(nng_msg_body(rep), nng_msg_len(rep), &f) == PROTO_OK);
+		CHECK_EQ(f.h.type, PROTO_T_IDS);
+		for (int i = 0; i < 5; i++) {
+			bool dup;
+			CHECK(proto_idflag_next(&f.u.id_list.ids, &ids[k][i], &dup));
+			CHECK(dup == (k == 1));
+			if (i > 0)
+				CHECK_EQ(ids[k][i], ids[k][i - 1] + 1);
+		}
+		nng_msg_free(rep);
+	}
+	CHECK(memcmp(ids[0], ids[1], sizeof(ids[0])) == 0);
+	CHECK_EQ(fx_stat(fx_client(), Q, "depth"), 5);
+	/* REQUEST_KEY with a key on a later message is refused */
+	proto_buf_init(&b, buf, sizeof(buf));
+	proto_enc_enqueue(&b, 2, Q, strlen(Q));
+	proto_set_flags(&b, PROTO_F_REQUEST_KEY);
+	proto_enc_enq_item(&b, &first);
+	proto_enc_enq_item(&b, &first);
+	CHECK(proto_end(&b) == PROTO_OK);
+	nng_msg *rep = raw_request(buf, b.len);
+	proto_frame f;
+	CHECK(proto_frame_decode(nng_msg_body(rep), nng_msg_len(rep), &f) == PROTO_OK);
+	CHECK_EQ(f.h.type, PROTO_T_ERROR);
+	CHECK_EQ(f.u.error.code, PROTO_ERR_BAD_REQUEST);
+	nng_msg_free(rep);
+}
+
 static void
 batch_is_all_or_nothing(void)
 {
@@ -558,6 +609,7 @@ static const th_case cases[] = {
 	TH_CASE(concurrent_producers_all_counted),
 	TH_CASE(idempotency_key_stores_once),
 	TH_CASE(resent_request_stores_once),
+	TH_CASE(resent_batch_with_a_request_key_stores_once),
 	TH_CASE(batch_is_all_or_nothing),
 	TH_CASE(lease_expires_and_is_redelivered),
 	TH_CASE(touch_extends_a_lease),

@@ -1,0 +1,173 @@
+/* storage_fault_test: the broker's disk fills up or fails, the sink's
+ * database turns read-only. The broker must refuse (never acknowledge)
+ * what it could not store, with PROTO_ERR_STORAGE and a clear message,
+ * never crash nor corrupt its database, and serve again once the fault is
+ * gone; workers back off and recover. Each case ends with the audit.
+ *
+ *   - a true SQLITE_FULL from broker.max_db_size, then space returns: a
+ *     restart with a bigger quota, and the workers draining, also while
+ *     producers keep retrying hard. */
+#include "fault.h"
+#include "harness.h"
+
+#include "codec.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define Q "default"
+
+/* Replaces the first `from` in the configuration with `to`. */
+static void
+edit_config(const char *from, const char *to)
+{
+	char *text = th_read(fx.config);
+	CHECK(text != NULL);
+	char *at = strstr(text, from);
+	CHECK(at != NULL);
+	*at = '\0';
+	th_write(fx.config, th_fmt("%s%s%s", text, to, at + strlen(from)));
+}
+
+/* Waits until the load has seen n refusals with code. */
+static bool
+wait_refused(const ft_load *l, int code, long n, int timeout_ms)
+{
+	int64_t end = th_now_ms() + timeout_ms;
+	while (ft_load_refused(l, code) < n) {
+		if (th_now_ms() > end)
+			return false;
+		usleep(20000);
+	}
+	return true;
+}
+
+/* PING and STATS still answered. */
+static bool
+reads_answered(void)
+{
+	sluice_client *c = fx_client();
+	sluice_stats *s;
+	if (sluice_ping(c, NULL) != 0 || sluice_stats_get(c, NULL, &s) != 0)
+		return false;
+	sluice_stats_free(s);
+	return true;
+}
+
+/* The broker stops cleanly and leaves a database SQLite finds sound. */
+static void
+stop_and_check_database(pid_t b)
+{
+	int status = th_stop(b, SIGTERM, 15000);
+	CHECK(WIFEXITED(status));
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	CHECK(sqlite3_open_v2(fx.data, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+	CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) == SQLITE_OK);
+	CHECK(sqlite3_step(st) == SQLITE_ROW);
+	const char *res = th_fmt("%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	CHECK_STR(res, "ok");
+}
+
+/* ---- the database full ---- */
+
+static void
+database_full_refuses_then_recovers(void)
+{
+	fx_config(&(fx_cfg){
+		.broker = "max_db_size: 1MiB",
+		.queue_defaults = "max_attempts: 1000",
+		.worker = "batch_size: 200\nlinger: 20ms",
+	});
+	pid_t b = fx_broker("broker.log");
+	ft_load *l = ft_load_start(&(ft_load_opts){.producers = 4, .batch = 5, .payload_bytes = 1000});
+	CHECK(wait_refused(l, PROTO_ERR_STORAGE, 20, 60000));
+	long acked_full = ft_load_acked(l);
+	printf("  full after %ld messages: \"%s\"\n", acked_full,
+	       ft_load_refused_text(l, PROTO_ERR_STORAGE));
+	CHECK_CONTAINS(ft_load_refused_text(l, PROTO_ERR_STORAGE), "could not store this request");
+	CHECK_CONTAINS(ft_load_refused_text(l, PROTO_ERR_STORAGE), "full");
+	/* refused, not acknowledged: nothing more gets in while it is full */
+	usleep(500000);
+	CHECK(ft_load_acked(l) <= acked_full + 4 * 5);
+	CHECK(reads_answered());
+	/* over HTTP too (a small message may still find room in a page) */
+	char *resp, big[4000];
+	int st = 0;
+	memset(big, 'h', sizeof(big));
+	for (int i = 0; i < 20 && st != 503; i++)
+		st = ft_http(fx.http, "POST", "/v1/queues/" Q "/messages", NULL, big, sizeof(big), &resp);
+	printf("  HTTP while full: %d %s", st, resp);
+	CHECK_EQ(st, 503);
+	CHECK_CONTAINS(resp, "could not store this request");
+	CHECK_CONTAINS(th_read(th_path("broker.log")), "STORAGE-FAILED");
+
+	/* space returns, 1: a bigger quota at restart */
+	stop_and_check_database(b);
+	edit_config("max_db_size: 1MiB", "max_db_size: 3MiB");
+	b = fx_broker("broker2.log");
+	CHECK(ft_load_wait(l, 200, 30000));
+	CHECK(wait_refused(l, PROTO_ERR_STORAGE, ft_load_refused(l, PROTO_ERR_STORAGE) + 20, 60000));
+	long acked_full2 = ft_load_acked(l);
+	printf("  full again at the new quota after %ld messages\n", acked_full2);
+
+	/* space returns, 2: workers drain the queue and free pages */
+	pid_t w = fx_worker("worker.log", NULL);
+	CHECK(ft_load_wait(l, 500, 60000));
+	long refused = ft_load_refused(l, PROTO_ERR_STORAGE);
+	ft_audit_result r;
+	ft_audit(l, NULL, &r);
+	th_stop(w, SIGTERM, 20000);
+	stop_and_check_database(b);
+	printf("  FIGURES storage_full: refused %ld enqueues (STORAGE), acknowledged %ld, lost %ld, "
+	       "duplicated %ld\n",
+	       refused, r.acked, r.lost, r.duplicated);
+}
+
+/* The drain frees the space, even while producers keep retrying hard: a
+ * group commit holds their refused enqueues and the workers' acks. */
+static void
+full_database_drains_under_enqueue_pressure(void)
+{
+	fx_config(&(fx_cfg){
+		.broker = "max_db_size: 1MiB",
+		.queue_defaults = "max_attempts: 1000",
+		.worker = "batch_size: 50\nlinger: 0ms",
+	});
+	fx_broker("broker.log");
+	sluice_client *c = fx_client();
+	ft_load *l = ft_load_start(&(ft_load_opts){.producers = 16, .batch = 5, .payload_bytes = 1000,
+	                                           .retry_us = 1000});
+	CHECK(wait_refused(l, PROTO_ERR_STORAGE, 20, 60000));
+	long a0 = (long)fx_stat(c, Q, "acked_total");
+	pid_t w = fx_worker("worker.log", NULL);
+	usleep(5000000);
+	long a1 = (long)fx_stat(c, Q, "acked_total");
+	long ack_refusals = ft_count_in(th_path("worker.log"), "could not store");
+	printf("  with the database full and 16 producers retrying: %ld acks in 5 s, %ld ack "
+	       "requests refused (backlog %lld)\n",
+	       a1 - a0, ack_refusals, (long long)fx_stat(c, Q, "backlog"));
+	CHECK(a1 > a0);
+	ft_audit_result r;
+	ft_audit(l, NULL, &r);
+	th_stop(w, SIGTERM, 20000);
+	printf("  FIGURES storage_full_pressure: acks in 5 s while full %ld, ack requests refused %ld, "
+	       "acknowledged %ld, lost %ld, duplicated %ld\n",
+	       a1 - a0, ack_refusals, r.acked, r.lost, r.duplicated);
+}
+
+static const th_case cases[] = {
+	TH_CASE(database_full_refuses_then_recovers),
+	TH_CASE(full_database_drains_under_enqueue_pressure),
+	{NULL, NULL},
+};
+
+TH_MAIN(cases)
