@@ -118,6 +118,9 @@ main(int argc, char **argv)
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* past RLIMIT_FSIZE a write fails with EFBIG, which the store answers
+	 * as a storage error, instead of the signal killing the broker */
+	signal(SIGXFSZ, SIG_IGN);
 
 	char err[512];
 	static brk_counters counters; /* outlives the writer, the server and the API */

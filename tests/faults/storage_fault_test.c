@@ -6,7 +6,9 @@
  *
  *   - a true SQLITE_FULL from broker.max_db_size, then space returns: a
  *     restart with a bigger quota, and the workers draining, also while
- *     producers keep retrying hard. */
+ *     producers keep retrying hard;
+ *   - RLIMIT_FSIZE on the broker (through prlimit): writes past it fail
+ *     with EFBIG. */
 #include "fault.h"
 #include "harness.h"
 
@@ -164,9 +166,38 @@ full_database_drains_under_enqueue_pressure(void)
 	       a1 - a0, ack_refusals, r.acked, r.lost, r.duplicated);
 }
 
+/* RLIMIT_FSIZE: a write past it fails (EFBIG) instead of growing the file. */
+static void
+file_size_limit_refuses_then_recovers(void)
+{
+	fx_config(&(fx_cfg){.queue_defaults = "max_attempts: 1000"});
+	static const char *const limited[] = {"/usr/bin/prlimit", "--fsize=3000000", NULL};
+	pid_t b = ft_broker_via("broker.log", limited);
+	ft_load *l = ft_load_start(&(ft_load_opts){.producers = 4, .batch = 5, .payload_bytes = 1000});
+	int64_t end = th_now_ms() + 60000;
+	while (ft_load_refused(l, PROTO_ERR_STORAGE) == 0 && ft_alive(b) && th_now_ms() < end)
+		usleep(20000);
+	int status = th_wait(b, 0);
+	printf("  broker: %s; refused %ld, \"%s\"\n",
+	       status == -1 ? "alive" : WIFSIGNALED(status) ? strsignal(WTERMSIG(status)) : "exited",
+	       ft_load_refused(l, PROTO_ERR_STORAGE), ft_load_refused_text(l, PROTO_ERR_STORAGE));
+	CHECK(status == -1);
+	CHECK(ft_load_refused(l, PROTO_ERR_STORAGE) > 0);
+	CHECK(reads_answered());
+	stop_and_check_database(b);
+	fx_broker("broker2.log");
+	fx_worker("worker.log", NULL);
+	CHECK(ft_load_wait(l, 200, 30000));
+	ft_audit_result r;
+	ft_audit(l, NULL, &r);
+	printf("  FIGURES storage_fsize: refused %ld, acknowledged %ld, lost %ld, duplicated %ld\n",
+	       ft_load_refused(l, PROTO_ERR_STORAGE), r.acked, r.lost, r.duplicated);
+}
+
 static const th_case cases[] = {
 	TH_CASE(database_full_refuses_then_recovers),
 	TH_CASE(full_database_drains_under_enqueue_pressure),
+	TH_CASE(file_size_limit_refuses_then_recovers),
 	{NULL, NULL},
 };
 
