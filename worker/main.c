@@ -49,7 +49,7 @@ static const char usage_text[] =
 static const wrk_sink_ops *const sinks[] = {
 	[CFG_SINK_SQLITE] = &wrk_sink_sqlite,
 	[CFG_SINK_EXEC] = &wrk_sink_exec,
-	[CFG_SINK_POSTGRES] = NULL, /* not built in yet */
+	[CFG_SINK_POSTGRES] = &wrk_sink_pg,
 };
 
 /* The signal thread's state. */

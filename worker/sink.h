@@ -73,5 +73,6 @@ typedef struct wrk_sink_ops {
 
 extern const wrk_sink_ops wrk_sink_sqlite;
 extern const wrk_sink_ops wrk_sink_exec;
+extern const wrk_sink_ops wrk_sink_pg;
 
 #endif
