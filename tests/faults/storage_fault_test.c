@@ -8,7 +8,9 @@
  *     restart with a bigger quota, and the workers draining, also while
  *     producers keep retrying hard;
  *   - RLIMIT_FSIZE on the broker (through prlimit): writes past it fail
- *     with EFBIG. */
+ *     with EFBIG;
+ *   - I/O errors injected with libfiu into write, pwrite, fsync and
+ *     fdatasync of the running broker (fiu-run, then fiu-ctrl). */
 #include "fault.h"
 #include "harness.h"
 
@@ -194,10 +196,80 @@ file_size_limit_refuses_then_recovers(void)
 	       ft_load_refused(l, PROTO_ERR_STORAGE), r.acked, r.lost, r.duplicated);
 }
 
+/* ---- injected I/O errors ---- */
+
+static const char *const fiu_points[] = {
+	"posix/io/rw/pwrite", "posix/io/rw/write", "posix/io/sync/fsync", "posix/io/sync/fdatasync",
+};
+
+static void
+fiu(pid_t pid, const char *ctl, const char *what)
+{
+	for (size_t i = 0; i < sizeof(fiu_points) / sizeof(fiu_points[0]); i++)
+		CHECK(th_sh(NULL, "fiu-ctrl -f '%s' -c '%s name=%s%s' %ld", ctl, what, fiu_points[i],
+		            strcmp(what, "enable_random") == 0 ? ",probability=0.05" : "",
+		            (long)pid) == 0);
+}
+
+/* write, pwrite, fsync and fdatasync fail at random (5%) for a while in
+ * the running broker: it refuses what it could not store and never
+ * acknowledges it, does not crash, serves again once the faults stop, and
+ * leaves a sound database. */
+static void
+injected_io_errors_are_refused_never_acknowledged(void)
+{
+	const char *why = getenv("SLUICE_FIU_SKIP");
+	if (why != NULL) {
+		printf("  SKIPPED: %s\n", why);
+		return;
+	}
+	long secs = ft_count(5, 20);
+	fx_config(&(fx_cfg){
+		.queue_defaults = "max_attempts: 1000",
+		.worker = "batch_size: 100\nlinger: 20ms",
+	});
+	const char *ctl = th_path("fiu");
+	const char *const wrapper[] = {"/usr/bin/fiu-run", "-x", "-f", ctl, NULL};
+	pid_t b = ft_broker_via("broker.log", wrapper);
+	pid_t w = fx_worker("worker.log", NULL);
+	ft_load *l = ft_load_start(&(ft_load_opts){.producers = 4, .batch = 5, .payload_bytes = 200});
+	CHECK(ft_load_wait(l, 200, 20000));
+	long before = ft_load_acked(l);
+	fiu(b, ctl, "enable_random");
+	int64_t end = th_now_ms() + secs * 1000;
+	while (th_now_ms() < end) {
+		CHECK(ft_alive(b));
+		usleep(100000);
+	}
+	fiu(b, ctl, "disable");
+	long during = ft_load_acked(l) - before;
+	long refused = ft_load_refused(l, PROTO_ERR_STORAGE), failed = ft_load_retries(l);
+	printf("  %ld s of faults: %ld acknowledged, %ld refused with STORAGE, %ld retried in all; "
+	       "\"%s\"\n",
+	       secs, during, refused, failed, ft_load_refused_text(l, PROTO_ERR_STORAGE));
+	CHECK(refused > 0);
+	CHECK(ft_load_wait(l, 200, 30000)); /* serves again */
+	CHECK(ft_broker_serves());
+	int failed_logged = ft_count_in(th_path("broker.log"), "STORAGE-FAILED");
+	CHECK(failed_logged >= 1);
+	ft_load_stop(l, 30000);
+	th_stop(w, SIGTERM, 20000);
+	stop_and_check_database(b);
+	/* everything acknowledged under the faults is there after a restart */
+	fx_broker("broker2.log");
+	fx_worker("worker2.log", NULL);
+	ft_audit_result r;
+	ft_audit(l, NULL, &r);
+	printf("  FIGURES storage_fiu: %ld s of 5%% faults, refused %ld, acknowledged %ld, lost %ld, "
+	       "duplicated %ld, stored unacknowledged %ld\n",
+	       secs, refused, r.acked, r.lost, r.duplicated, r.unacked_stored);
+}
+
 static const th_case cases[] = {
 	TH_CASE(database_full_refuses_then_recovers),
 	TH_CASE(full_database_drains_under_enqueue_pressure),
 	TH_CASE(file_size_limit_refuses_then_recovers),
+	TH_CASE(injected_io_errors_are_refused_never_acknowledged),
 	{NULL, NULL},
 };
 
