@@ -28,6 +28,7 @@ typedef struct sqlite_sink {
 	sqlite3_stmt *commit; /* COMMIT */
 	sqlite3_stmt *insert; /* one row */
 	const char *path;     /* borrowed from the configuration */
+	const cfg_sink *conf; /* borrowed; outlives the sink */
 } sqlite_sink;
 
 /* A table name we can put in SQL without quoting tricks. */
@@ -99,16 +100,25 @@ prepare(sqlite_sink *s, const char *sql, sqlite3_stmt **st, char *err, size_t er
 	return WRK_SINK_OK;
 }
 
+/* Closes the connection (the sink stays, to connect again). */
+static void
+db_disconnect(sqlite_sink *s)
+{
+	sqlite3_finalize(s->begin);
+	sqlite3_finalize(s->commit);
+	sqlite3_finalize(s->insert);
+	sqlite3_close(s->db);
+	s->begin = s->commit = s->insert = NULL;
+	s->db = NULL;
+}
+
 static void
 sqlite_close(void *arg)
 {
 	sqlite_sink *s = arg;
 	if (s == NULL)
 		return;
-	sqlite3_finalize(s->begin);
-	sqlite3_finalize(s->commit);
-	sqlite3_finalize(s->insert);
-	sqlite3_close(s->db);
+	db_disconnect(s);
 	free(s);
 }
 
@@ -152,36 +162,13 @@ setup(sqlite_sink *s, const cfg_sink *conf, char *err, size_t errlen)
 	return SQLITE_OK;
 }
 
+/* Opens the connection, sets it up and prepares the statements. */
 static int
-sqlite_open(const cfg_sink *conf, void **out, char *err, size_t errlen)
+db_connect(sqlite_sink *s, const cfg_sink *conf, char *err, size_t errlen)
 {
 	char sql[512];
-	sqlite_sink *s;
-	int rc;
-
-	*out = NULL;
-	if (conf->path == NULL || conf->path[0] == '\0') {
-		snprintf(err, errlen, "sink.path is empty");
-		return WRK_SINK_EOPEN;
-	}
-	if (conf->table == NULL || !identifier_valid(conf->table)) {
-		snprintf(err, errlen, "sink.table '%s' is not a valid table name (letters, digits and _, "
-		         "not starting with a digit, at most %d)", conf->table ? conf->table : "", TABLE_MAX);
-		return WRK_SINK_EOPEN;
-	}
-	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return WRK_SINK_ENOMEM;
-	}
-	s->path = conf->path;
-	/* Create the file ourselves so that it gets mode 0600 (SQLite gives
-	 * its -wal and -shm files the database's mode). If this fails, SQLite
-	 * below says why in its own words. */
-	int fd = open(conf->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd >= 0)
-		close(fd);
-	rc = sqlite3_open_v2(conf->path, &s->db,
-	                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	int rc = sqlite3_open_v2(conf->path, &s->db,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(err, errlen, "cannot open %s: %s", conf->path,
 		         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
@@ -206,11 +193,45 @@ sqlite_open(const cfg_sink *conf, void **out, char *err, size_t errlen)
 	    prepare(s, "COMMIT", &s->commit, err, errlen) != 0 ||
 	    prepare(s, sql, &s->insert, err, errlen) != 0)
 		goto fail;
-	*out = s;
 	return WRK_SINK_OK;
 fail:
-	sqlite_close(s);
+	db_disconnect(s);
 	return WRK_SINK_EOPEN;
+}
+
+static int
+sqlite_open(const cfg_sink *conf, void **out, char *err, size_t errlen)
+{
+	sqlite_sink *s;
+
+	*out = NULL;
+	if (conf->path == NULL || conf->path[0] == '\0') {
+		snprintf(err, errlen, "sink.path is empty");
+		return WRK_SINK_EOPEN;
+	}
+	if (conf->table == NULL || !identifier_valid(conf->table)) {
+		snprintf(err, errlen, "sink.table '%s' is not a valid table name (letters, digits and _, "
+		         "not starting with a digit, at most %d)", conf->table ? conf->table : "", TABLE_MAX);
+		return WRK_SINK_EOPEN;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return WRK_SINK_ENOMEM;
+	}
+	s->path = conf->path;
+	s->conf = conf;
+	/* Create the file ourselves so that it gets mode 0600 (SQLite gives
+	 * its -wal and -shm files the database's mode). If this fails, SQLite
+	 * below says why in its own words. */
+	int fd = open(conf->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	if (db_connect(s, conf, err, errlen) != WRK_SINK_OK) {
+		sqlite_close(s);
+		return WRK_SINK_EOPEN;
+	}
+	*out = s;
+	return WRK_SINK_OK;
 }
 
 /* Runs a statement without rows; returns SQLite's code. */
@@ -238,6 +259,17 @@ sqlite_commit(void *arg, const wrk_item *items, size_t n, const atomic_llong *de
 	int rc;
 	(void)deadline_ms; /* busy_timeout bounds every wait here */
 
+	/* A database that was read-only when it was opened (its file or
+	 * directory not writable then) stays read-only for that connection:
+	 * open it again, so that the sink recovers once it is writable. */
+	if (s->db == NULL || sqlite3_db_readonly(s->db, "main") != 0) {
+		char why[256];
+		db_disconnect(s);
+		if (db_connect(s, s->conf, why, sizeof(why)) != WRK_SINK_OK) {
+			snprintf(err, errlen, "%s", why);
+			return WRK_SINK_EFAIL;
+		}
+	}
 	if ((rc = step_once(s->begin)) != SQLITE_OK) {
 		snprintf(err, errlen, "%s: cannot begin: %s", s->path, sqlite3_errmsg(s->db));
 		rollback(s);

@@ -10,7 +10,9 @@
  *   - RLIMIT_FSIZE on the broker (through prlimit): writes past it fail
  *     with EFBIG;
  *   - I/O errors injected with libfiu into write, pwrite, fsync and
- *     fdatasync of the running broker (fiu-run, then fiu-ctrl). */
+ *     fdatasync of the running broker (fiu-run, then fiu-ctrl);
+ *   - the sink database made read-only (immutable) under a running worker
+ *     and under one that starts while it is. */
 #include "fault.h"
 #include "harness.h"
 
@@ -265,11 +267,80 @@ injected_io_errors_are_refused_never_acknowledged(void)
 	       secs, refused, r.acked, r.lost, r.duplicated, r.unacked_stored);
 }
 
+/* ---- the sink read-only ---- */
+
+/* Makes the sink's files immutable (read-only even for root), or writable
+ * again; false if the file system cannot. */
+static bool
+sink_read_only(bool on)
+{
+	return th_sh(NULL, "chattr %si '%s' '%s-wal' 2>/dev/null", on ? "+" : "-", fx.sink, fx.sink) == 0;
+}
+
+static void
+unfreeze_sink(void *arg)
+{
+	(void)arg;
+	sink_read_only(false);
+}
+
+static void
+wait_breaker(const char *log, const char *event, int n)
+{
+	int64_t end = th_now_ms() + 20000;
+	while (ft_count_in(th_path(log), event) < n && th_now_ms() < end)
+		usleep(50000);
+	CHECK(ft_count_in(th_path(log), event) >= n);
+}
+
+/* The sink turns read-only under a running worker (its writes fail), and
+ * a worker starts while it is (SQLite opens it read-only): both back off
+ * with the breaker and recover once it is writable again. */
+static void
+sink_read_only_backs_off_and_recovers(void)
+{
+	fx_config(&(fx_cfg){
+		.queue_defaults = "max_attempts: 1000",
+		.worker = "batch_size: 100\nlinger: 20ms\nvisibility_timeout: 3s\n"
+		          "breaker:\n  base: 200ms\n  max: 1s",
+	});
+	fx_broker("broker.log");
+	pid_t w = fx_worker("worker.log", NULL);
+	ft_load *l = ft_load_start(&(ft_load_opts){.producers = 2, .batch = 5, .pause_us = 2000});
+	CHECK(ft_load_wait(l, 200, 20000));
+	th_defer(unfreeze_sink, NULL);
+	if (!sink_read_only(true)) {
+		printf("  SKIPPED: chattr +i does not work here\n");
+		return;
+	}
+	wait_breaker("worker.log", "BREAKER-OPEN", 1);
+	usleep(1000000);
+	CHECK(sink_read_only(false));
+	wait_breaker("worker.log", "BREAKER-CLOSED", 1);
+	printf("  a running worker: breaker opened on \"%s\" and closed again\n",
+	       strstr(th_read(th_path("worker.log")), "disk I/O error") ? "disk I/O error" : "?");
+
+	/* a worker that starts while the sink is read-only */
+	CHECK(sink_read_only(true));
+	th_stop(w, SIGKILL, 5000);
+	w = fx_worker("worker2.log", NULL);
+	wait_breaker("worker2.log", "BREAKER-OPEN", 1);
+	CHECK_CONTAINS(th_read(th_path("worker2.log")), "readonly");
+	usleep(1000000);
+	CHECK(sink_read_only(false));
+	wait_breaker("worker2.log", "BREAKER-CLOSED", 1);
+	ft_audit_result r;
+	ft_audit(l, NULL, &r);
+	printf("  FIGURES sink_read_only: acknowledged %ld, lost %ld, duplicated %ld, dead-lettered 0\n",
+	       r.acked, r.lost, r.duplicated);
+}
+
 static const th_case cases[] = {
 	TH_CASE(database_full_refuses_then_recovers),
 	TH_CASE(full_database_drains_under_enqueue_pressure),
 	TH_CASE(file_size_limit_refuses_then_recovers),
 	TH_CASE(injected_io_errors_are_refused_never_acknowledged),
+	TH_CASE(sink_read_only_backs_off_and_recovers),
 	{NULL, NULL},
 };
 
