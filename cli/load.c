@@ -37,7 +37,8 @@ usage(FILE *f)
 	    "  -t, --target T        sluice (default): ENQUEUE over NNG to the broker (-b, or\n"
 	    "                        worker.broker); http: POST /v1/queues/Q/messages to the\n"
 	    "                        broker's HTTP API; direct: one row per transaction straight\n"
-	    "                        into the sink's SQLite database, no buffer in between\n"
+	    "                        into the sink's database (SQLite or PostgreSQL), no buffer\n"
+	    "                        in between\n"
 	    "  -q, --queue QUEUE     queue (default: worker.queue)\n"
 	    "      --batch N         sluice: messages per ENQUEUE (default 1)\n"
 	    "      --size BYTES      payload size (default 200); each payload starts with a\n"
@@ -47,7 +48,12 @@ usage(FILE *f)
 	    "      --connections N   sluice: REQ sockets (default one per 256 VUs);\n"
 	    "                        http: keep-alive connections (default one per VU)\n"
 	    "      --url URL         http: http://HOST:PORT (default: broker.http)\n"
-	    "      --db PATH         direct: database (default worker.sink.path)\n"
+	    "      --db PATH         direct: SQLite database (default worker.sink.path), or\n"
+	    "                        'postgres' for PostgreSQL at --dsn (the default when\n"
+	    "                        worker.sink.type is postgres)\n"
+	    "      --dsn DSN         direct: PostgreSQL connection string or URI (implies --db\n"
+	    "                        postgres; default worker.sink.dsn, with its password_file;\n"
+	    "                        else the password comes from PGPASSWORD or PGPASSFILE)\n"
 	    "      --table NAME      direct: table (default worker.sink.table); created if\n"
 	    "                        missing; rows get negative ids, never the broker's\n"
 	    "      --pool N          direct: connections, each served by a thread (default 50)\n"
@@ -82,6 +88,7 @@ enum {
 	OPT_CONNECTIONS,
 	OPT_URL,
 	OPT_DB,
+	OPT_DSN,
 	OPT_TABLE,
 	OPT_POOL,
 	OPT_BUSY,
@@ -162,6 +169,7 @@ cli_load(int argc, char **argv)
 		{"connections", required_argument, NULL, OPT_CONNECTIONS},
 		{"url", required_argument, NULL, OPT_URL},
 		{"db", required_argument, NULL, OPT_DB},
+		{"dsn", required_argument, NULL, OPT_DSN},
 		{"table", required_argument, NULL, OPT_TABLE},
 		{"pool", required_argument, NULL, OPT_POOL},
 		{"busy-timeout", required_argument, NULL, OPT_BUSY},
@@ -243,6 +251,7 @@ cli_load(int argc, char **argv)
 			break;
 		case OPT_URL: o.url = optarg; break;
 		case OPT_DB: o.db = optarg; break;
+		case OPT_DSN: o.dsn = optarg; break;
 		case OPT_TABLE: o.table = optarg; break;
 		case OPT_POOL:
 			if (!parse_int(optarg, 1, 4096, &o.pool)) {
@@ -299,8 +308,31 @@ cli_load(int argc, char **argv)
 		snprintf(url, sizeof(url), "http://%s", e.cfg->broker.http);
 		o.url = url;
 	}
+	/* PostgreSQL: --dsn, --db postgres, or a postgres sink and no --db */
+	const cfg_sink *sink = &e.cfg->worker.sink;
+	bool pg_sink = sink->type == CFG_SINK_POSTGRES;
+	if (o.dsn != NULL || (o.db != NULL && strcmp(o.db, "postgres") == 0) ||
+	    (o.db == NULL && pg_sink)) {
+		if (o.db != NULL && strcmp(o.db, "postgres") != 0) {
+			cli_error("load", "--dsn goes with --db postgres, not a SQLite file");
+			free(st);
+			cli_env_fini(&e);
+			return 2;
+		}
+		if (o.dsn == NULL && pg_sink) {
+			o.dsn = sink->dsn;
+			o.password_file = sink->password_file;
+		}
+		if (o.dsn == NULL) {
+			cli_error("load", "--db postgres needs --dsn DSN (or a postgres worker.sink)");
+			free(st);
+			cli_env_fini(&e);
+			return 2;
+		}
+		o.db = "postgres"; /* what the report shows: never the DSN, which may hold a password */
+	}
 	if (o.db == NULL)
-		o.db = e.cfg->worker.sink.path;
+		o.db = sink->path;
 	if (o.table == NULL)
 		o.table = e.cfg->worker.sink.table;
 	if (o.busy_timeout_ms < 0)

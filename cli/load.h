@@ -8,9 +8,9 @@
  *   sluice  ENQUEUE frames over NNG REQ contexts, asynchronous (load_sluice.c)
  *   http    POST /v1/queues/Q/messages over keep-alive HTTP/1.1, one epoll
  *           thread (load_http.c)
- *   direct  one row per transaction straight into the sink's SQLite
- *           database through a pool of connections, no buffer in between
- *           (load_direct.c)
+ *   direct  one row per transaction straight into the sink's database
+ *           (SQLite, or PostgreSQL with opts.dsn) through a pool of
+ *           connections, no buffer in between (load_direct.c)
  *
  * Measuring and printing are separate: cli_load_run() fills a load_result;
  * cli_load_report() and cli_load_json() turn it into text and JSON. The
@@ -81,7 +81,9 @@ typedef struct load_opts {
 	/* http */
 	const char *url;         /* http://HOST:PORT (a path prefix is allowed) */
 	/* direct */
-	const char *db;          /* SQLite file */
+	const char *db;          /* SQLite file; with dsn, only shown ("postgres") */
+	const char *dsn;         /* PostgreSQL connection string or URI instead; NULL: SQLite */
+	const char *password_file; /* dsn: the password's file (NULL: libpq's PGPASSWORD etc.) */
 	const char *table;       /* default "events" */
 	int pool;                /* connections and threads; default 50 */
 	int64_t busy_timeout_ms; /* SQLite busy_timeout (0 = fail at once; the command's

@@ -14,12 +14,23 @@
  * and the pool's bookkeeping are guarded by ddrv.mu. Rows get negative ids
  * below any already in the table, so they never collide with the broker's.
  *
- * This is the only file of the command that includes sqlite3.h.
+ * With opts.dsn the database is PostgreSQL instead: each pool thread owns
+ * one libpq connection, and a request is the same INSERT (autocommit, so
+ * one transaction and, with synchronous_commit on, one WAL flush per row)
+ * and SELECT, in the same table layout as the postgres sink's raw format.
+ * A statement longer than the request timeout fails ("database"); a lost
+ * connection is reset on the next request.
+ *
+ * This is the only file of the command that includes sqlite3.h, and with
+ * demo.c's audit the only one that includes libpq-fe.h.
  */
 #include "load.h"
 
 #include "clock.h"
 
+#include <endian.h>
+#include <errno.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stddef.h>
@@ -28,6 +39,7 @@
 #include <string.h>
 
 #define STACK_BYTES (512 * 1024)
+#define PASSWORD_MAX 1024
 
 typedef struct dlink {
 	struct dlink *prev, *next;
@@ -81,6 +93,7 @@ typedef struct dworker {
 	sqlite3 *db;        /* owned */
 	sqlite3_stmt *ins;  /* owned */
 	sqlite3_stmt *sel;  /* owned */
+	PGconn *pg;         /* owned; PostgreSQL instead of db */
 	char *payload;      /* owned scratch, payload_len */
 	pthread_t thread;
 	bool started;
@@ -99,6 +112,7 @@ struct ddrv {
 	dworker *w;         /* owned, nw */
 	int nw;
 	int64_t base_id;    /* row id of seq s is base_id - s */
+	char *password;     /* owned: opts.password_file's first line, or NULL */
 };
 
 static bool
@@ -162,11 +176,66 @@ housekeep(ddrv *d, int64_t now)
 	}
 }
 
+static int pg_prepare(ddrv *d, dworker *w, char *err, size_t errlen);
+
+/* The first line of a libpq message. */
+static void
+pg_detail(char *out, size_t len, const char *what, const char *msg)
+{
+	snprintf(out, len, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
+}
+
+/* A request on PostgreSQL: INSERT one row, SELECT it back. */
+static int
+request_pg(dworker *w, char *detail, size_t len)
+{
+	ddrv *d = w->d;
+	const load_opts *o = d->run->o;
+	uint64_t seq = atomic_fetch_add(&d->run->seq, 1);
+	uint64_t id_be = htobe64((uint64_t)(d->base_id - (int64_t)seq));
+	size_t plen = load_payload(d->run, seq, w->payload);
+	const char *values[3] = {(const char *)&id_be, o->queue, w->payload};
+	int lengths[3] = {8, 0, (int)plen}, formats[3] = {1, 0, 1};
+	char err[160];
+
+	if (PQstatus(w->pg) != CONNECTION_OK) {
+		PQreset(w->pg);
+		if (PQstatus(w->pg) != CONNECTION_OK) {
+			pg_detail(detail, len, "connect", PQerrorMessage(w->pg));
+			return LOAD_KIND_DATABASE;
+		}
+		if (pg_prepare(d, w, err, sizeof(err)) != 0) {
+			snprintf(detail, len, "%s", err);
+			return LOAD_KIND_DATABASE;
+		}
+	}
+	PGresult *r = PQexecPrepared(w->pg, "ins", 3, values, lengths, formats, 1);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		pg_detail(detail, len, "insert", PQresultErrorMessage(r));
+		PQclear(r);
+		return LOAD_KIND_DATABASE;
+	}
+	PQclear(r);
+	r = PQexecPrepared(w->pg, "sel", 1, values, lengths, formats, 1);
+	int kind = LOAD_KIND_OK;
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		pg_detail(detail, len, "read back", PQresultErrorMessage(r));
+		kind = LOAD_KIND_DATABASE;
+	} else if (PQntuples(r) != 1 || (size_t)PQgetlength(r, 0, 0) != plen) {
+		snprintf(detail, len, "read back: the row read back differs");
+		kind = LOAD_KIND_DATABASE;
+	}
+	PQclear(r);
+	return kind;
+}
+
 /* The request itself: INSERT one row, SELECT it back. */
 static int
 request(dworker *w, char *detail, size_t len)
 {
 	ddrv *d = w->d;
+	if (w->pg != NULL)
+		return request_pg(w, detail, len);
 	const load_opts *o = d->run->o;
 	uint64_t seq = atomic_fetch_add(&d->run->seq, 1);
 	sqlite3_int64 id = d->base_id - (sqlite3_int64)seq;
@@ -292,6 +361,134 @@ fail:
 	return -1;
 }
 
+/* ---- setup: PostgreSQL ---- */
+
+static void
+pg_quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg; /* CREATE TABLE IF NOT EXISTS says it skipped */
+}
+
+/* Runs sql; returns the result (to PQclear) or NULL with err filled. */
+static PGresult *
+pg_exec(dworker *w, const char *sql, char *err, size_t errlen)
+{
+	PGresult *r = PQexec(w->pg, sql);
+	ExecStatusType st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+		return r;
+	pg_detail(err, errlen, "PostgreSQL", r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(w->pg));
+	PQclear(r);
+	return NULL;
+}
+
+/* The session's statement timeout and the two prepared statements. */
+static int
+pg_prepare(ddrv *d, dworker *w, char *err, size_t errlen)
+{
+	const load_opts *o = d->run->o;
+	static const Oid ins_types[3] = {20, 25, 17}; /* int8, text, bytea */
+	char *t = PQescapeIdentifier(w->pg, o->table, strlen(o->table));
+	char sql[512];
+	PGresult *r;
+
+	if (t == NULL) {
+		pg_detail(err, errlen, "PostgreSQL", PQerrorMessage(w->pg));
+		return -1;
+	}
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld", (long long)o->timeout_ms);
+	if ((r = pg_exec(w, sql, err, errlen)) == NULL)
+		goto fail;
+	PQclear(r);
+	snprintf(sql, sizeof(sql), "INSERT INTO %s (id, queue, payload, enqueued_at, committed_at) "
+	         "VALUES ($1, $2, $3, now(), now())", t);
+	r = PQprepare(w->pg, "ins", sql, 3, ins_types);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		goto fail_result;
+	PQclear(r);
+	snprintf(sql, sizeof(sql), "SELECT payload FROM %s WHERE id = $1", t);
+	r = PQprepare(w->pg, "sel", sql, 1, ins_types);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		goto fail_result;
+	PQclear(r);
+	PQfreemem(t);
+	return 0;
+fail_result:
+	pg_detail(err, errlen, "PostgreSQL", r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(w->pg));
+	PQclear(r);
+fail:
+	PQfreemem(t);
+	return -1;
+}
+
+static int
+pg_open(ddrv *d, dworker *w, bool first, char *err, size_t errlen)
+{
+	const load_opts *o = d->run->o;
+	const char *kw[] = {"fallback_application_name", "dbname", "password", NULL};
+	const char *val[] = {"sluice-load", o->dsn, d->password, NULL};
+	char sql[512];
+	PGresult *r;
+
+	w->pg = PQconnectdbParams(kw, val, 1);
+	if (w->pg == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (PQstatus(w->pg) != CONNECTION_OK) {
+		pg_detail(err, errlen, "cannot connect to PostgreSQL", PQerrorMessage(w->pg));
+		return -1;
+	}
+	PQsetNoticeProcessor(w->pg, pg_quiet, NULL);
+	if (first) {
+		char *t = PQescapeIdentifier(w->pg, o->table, strlen(o->table));
+		if (t == NULL) {
+			pg_detail(err, errlen, "PostgreSQL", PQerrorMessage(w->pg));
+			return -1;
+		}
+		snprintf(sql, sizeof(sql), "CREATE TABLE IF NOT EXISTS %s (id bigint PRIMARY KEY, "
+		         "queue text NOT NULL, payload bytea NOT NULL, enqueued_at timestamptz NOT NULL, "
+		         "committed_at timestamptz NOT NULL DEFAULT now())", t);
+		r = pg_exec(w, sql, err, errlen);
+		PQclear(r);
+		if (r != NULL) {
+			snprintf(sql, sizeof(sql), "SELECT least(coalesce(min(id), 0), 0) - 1 FROM %s", t);
+			if ((r = pg_exec(w, sql, err, errlen)) != NULL) {
+				d->base_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+				PQclear(r);
+			}
+		}
+		PQfreemem(t);
+		if (r == NULL)
+			return -1;
+	}
+	return pg_prepare(d, w, err, errlen);
+}
+
+/* The first line of opts.password_file into d->password. */
+static int
+read_password(ddrv *d, const char *path, char *err, size_t errlen)
+{
+	char buf[PASSWORD_MAX + 2];
+	FILE *f = fopen(path, "re");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		return -1;
+	}
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	d->password = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	if (d->password == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
 static void direct_close(void *arg);
 
 static int
@@ -325,6 +522,9 @@ direct_open(load_run *run, int max_vus, void **out, char *err, size_t errlen)
 		d->vus[i].index = i;
 		list_init(&d->vus[i].link);
 	}
+	if (o->dsn != NULL && o->password_file != NULL &&
+	    read_password(d, o->password_file, err, errlen) != 0)
+		goto fail;
 	for (int i = 0; i < o->pool; i++) {
 		dworker *w = &d->w[i];
 		w->d = d;
@@ -333,7 +533,7 @@ direct_open(load_run *run, int max_vus, void **out, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		if (db_open(d, w, i == 0, err, errlen) != 0)
+		if ((o->dsn != NULL ? pg_open(d, w, i == 0, err, errlen) : db_open(d, w, i == 0, err, errlen)) != 0)
 			goto fail;
 	}
 	pthread_attr_t attr;
@@ -423,7 +623,12 @@ direct_close(void *arg)
 		sqlite3_finalize(w->ins);
 		sqlite3_finalize(w->sel);
 		sqlite3_close(w->db);
+		PQfinish(w->pg);
 		free(w->payload);
+	}
+	if (d->password != NULL) {
+		explicit_bzero(d->password, strlen(d->password));
+		free(d->password);
 	}
 	pthread_cond_destroy(&d->cv);
 	pthread_mutex_destroy(&d->mu);
