@@ -12,6 +12,12 @@
  * shrink, audits the database (every acknowledged message exactly once),
  * prints both runs side by side, writes report.html, stops everything it
  * started and says where everything is.
+ *
+ * With --db postgres the application database is PostgreSQL instead: at
+ * --dsn, or else a private cluster the demo makes in its state directory
+ * (initdb and pg_ctl, as the postgres user when run as root; a Unix socket,
+ * no TCP) and removes at the end. This file (its audit) and load_direct.c
+ * are the command's only users of libpq.
  */
 #include "chart.h"
 #include "cli.h"
@@ -19,11 +25,15 @@
 #include "jbuf.h"
 #include "load.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <glob.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sqlite3.h>
@@ -45,15 +55,20 @@ extern char **environ;
 #define DIRECT_TABLE "direct_events"
 #define MAX_SAMPLES 4096
 #define MAX_EVENTS 256
+#define PG_DIR_MAX 90 /* the cluster's directory: its socket path must fit in 108 bytes */
+
+/* What the report calls the application database: "SQLite" or "PostgreSQL". */
+static const char *app_db = "SQLite";
 
 static void
 usage(FILE *f)
 {
 	fprintf(f,
 	        "usage: sluice demo [--quick] [--dir DIR] [--stages S] [--keep]\n"
+	        "                   [--db sqlite|postgres [--dsn DSN]]\n"
 	        "\n"
 	        "Starts sluice-broker and sluice-supervisor (with its workers) in a fresh\n"
-	        "directory, then runs the same ramp of virtual users twice against a SQLite\n"
+	        "directory, then runs the same ramp of virtual users twice against an\n"
 	        "application database: first straight at the database, as when two app\n"
 	        "servers share one database, then through Sluice. Shows the backlog, the\n"
 	        "workers scaling and the database's commit rate live, checks that every\n"
@@ -65,6 +80,12 @@ usage(FILE *f)
 	        "  --stages S     the ramp, k6 style (default 5s:100,50s:2000,10s:2000,5s:0;\n"
 	        "                 with --quick 2s:50,5s:400,1s:0)\n"
 	        "  --keep         leave the broker and supervisor running at the end\n"
+	        "  --db DB        the application database: sqlite (default, app.db in the\n"
+	        "                 directory) or postgres\n"
+	        "  --dsn DSN      postgres: a database to use (a connection string or URI);\n"
+	        "                 without it the demo makes a private cluster in the directory\n"
+	        "                 (initdb and pg_ctl from the postgresql package, run as the\n"
+	        "                 postgres user when root), on a Unix socket, removed at the end\n"
 	        "  -h, --help     this text\n");
 }
 
@@ -470,11 +491,11 @@ write_report(const char *path, const char *dir, const char *stages, const load_r
 	jbuf_printf(&h, "<p>The same ramp of virtual users (stages <code>");
 	jbuf_html(&h, stages);
 	jbuf_printf(&h, "</code>), each sending one write and waiting for its answer, ran twice "
-	                "against one SQLite application database: first straight at the database "
+	                "against one %s application database: first straight at the database "
 	                "through a pool of 50 connections (as two app servers sharing one database "
 	                "do), then through Sluice, which acknowledges each write once it is durable "
 	                "in its own log and lets a pool of workers write to the database in batches. "
-	                "Run on %s, %ld cores, %s.</p>", host, cores, when);
+	                "Run on %s, %ld cores, %s.</p>", app_db, host, cores, when);
 	html_table(&h, d, s, dc, sc);
 	jbuf_printf(&h, "<p class=\"%s\">Audit: %ld messages acknowledged through Sluice; the "
 	                "application database holds %ld rows of this run, %ld distinct messages, "
@@ -564,6 +585,221 @@ write_report(const char *path, const char *dir, const char *stages, const load_r
 	return rc;
 }
 
+/* ---- PostgreSQL (--db postgres) ---- */
+
+/* A private cluster the demo makes and removes. */
+typedef struct pgpriv {
+	char dir[PATH_MAX + 8];   /* data/, the socket and server.log */
+	char bin[PATH_MAX];       /* where initdb and pg_ctl are */
+	char dsn[PATH_MAX + 64];
+	char log[PATH_MAX + 32];  /* initdb's and pg_ctl's output */
+	bool started;
+} pgpriv;
+
+/* The newest /usr/lib/postgresql/VERSION/bin holding initdb and pg_ctl. */
+static bool
+pg_find_bin(char *out, size_t len)
+{
+	glob_t g;
+	int best = -1;
+	if (glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) != 0)
+		return false;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		int v = atoi(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"));
+		char initdb[PATH_MAX];
+		snprintf(initdb, sizeof(initdb), "%.*s/initdb",
+		         (int)(strrchr(g.gl_pathv[i], '/') - g.gl_pathv[i]), g.gl_pathv[i]);
+		if (v > best && access(initdb, X_OK) == 0) {
+			best = v;
+			snprintf(out, len, "%s", initdb);
+			*strrchr(out, '/') = '\0';
+		}
+	}
+	globfree(&g);
+	return best >= 0;
+}
+
+/* Runs prog (from p->bin) with args, as the postgres user when we are
+ * root; waits. Returns its exit status, or -1. */
+static int
+pg_run(pgpriv *p, const char *prog, const char *const *args)
+{
+	char path[PATH_MAX + 16];
+	char *argv[24];
+	int n = 0, st;
+	snprintf(path, sizeof(path), "%s/%s", p->bin, prog);
+	const char *runner = path;
+	if (geteuid() == 0) {
+		runner = access("/usr/sbin/runuser", X_OK) == 0 ? "/usr/sbin/runuser" : "/sbin/runuser";
+		argv[n++] = "runuser";
+		argv[n++] = "-u";
+		argv[n++] = "postgres";
+		argv[n++] = "--";
+	}
+	argv[n++] = path;
+	for (size_t i = 0; args[i] != NULL && n < 23; i++)
+		argv[n++] = (char *)args[i];
+	argv[n] = NULL;
+	pid_t pid = spawn(runner, argv, p->log);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Can the postgres user get into path (every directory above it
+ * searchable by others)? */
+static bool
+pg_reachable(const char *path)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s", path);
+	for (char *slash = strrchr(p, '/'); slash != NULL && slash != p; slash = strrchr(p, '/')) {
+		*slash = '\0';
+		struct stat st;
+		if (stat(p, &st) != 0 || (st.st_mode & S_IXOTH) == 0)
+			return false;
+	}
+	return true;
+}
+
+static void
+remove_tree(const char *path)
+{
+	DIR *d = opendir(path);
+	if (d != NULL) {
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			char sub[PATH_MAX + 256];
+			struct stat st;
+			snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+			if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+				remove_tree(sub);
+			else
+				unlink(sub);
+		}
+		closedir(d);
+	}
+	rmdir(path);
+}
+
+/* Makes and starts a cluster in dir/pg (or, where the postgres user cannot
+ * reach dir or its path is too long for a socket, in a new directory under
+ * /tmp). Fills p->dsn. */
+static int
+pg_private_start(pgpriv *p, const char *dir, char *err, size_t errlen)
+{
+	struct passwd *pw = NULL;
+	bool root = geteuid() == 0;
+
+	if (!pg_find_bin(p->bin, sizeof(p->bin))) {
+		snprintf(err, errlen, "PostgreSQL's initdb and pg_ctl not found in /usr/lib/postgresql: "
+		         "install the postgresql package, or give --dsn");
+		return -1;
+	}
+	if (root && (pw = getpwnam("postgres")) == NULL) {
+		snprintf(err, errlen, "no postgres user to run the cluster as: give --dsn");
+		return -1;
+	}
+	snprintf(p->log, sizeof(p->log), "%s/postgres.log", dir);
+	snprintf(p->dir, sizeof(p->dir), "%s/pg", dir);
+	bool plain = strlen(p->dir) <= PG_DIR_MAX && strpbrk(p->dir, " '\"\\") == NULL;
+	if (!plain || (root && !pg_reachable(p->dir)) || mkdir(p->dir, 0700) != 0) {
+		snprintf(p->dir, sizeof(p->dir), "/tmp/sluice-demo-pg-XXXXXX");
+		if (mkdtemp(p->dir) == NULL) {
+			snprintf(err, errlen, "cannot create %.400s: %s", p->dir, strerror(errno));
+			return -1;
+		}
+	}
+	if (root && chown(p->dir, pw->pw_uid, pw->pw_gid) != 0) {
+		snprintf(err, errlen, "cannot give %.400s to postgres: %s", p->dir, strerror(errno));
+		return -1;
+	}
+	char data[PATH_MAX + 16], opts[PATH_MAX + 64], slog[PATH_MAX + 24];
+	snprintf(data, sizeof(data), "%s/data", p->dir);
+	snprintf(opts, sizeof(opts), "-c listen_addresses='' -k %s", p->dir);
+	snprintf(slog, sizeof(slog), "%s/server.log", p->dir);
+	const char *initdb[] = {"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+	                        "--no-instructions", NULL};
+	if (pg_run(p, "initdb", initdb) != 0) {
+		snprintf(err, errlen, "initdb failed; see %.400s", p->log);
+		return -1;
+	}
+	const char *start[] = {"-D", data, "-o", opts, "-l", slog, "-w", "-t", "60", "start", NULL};
+	p->started = true; /* pg_ctl may fail after the server is up: stop it anyway */
+	if (pg_run(p, "pg_ctl", start) != 0) {
+		snprintf(err, errlen, "the PostgreSQL server did not start; see %.400s", slog);
+		return -1;
+	}
+	snprintf(p->dsn, sizeof(p->dsn), "host=%s user=postgres dbname=postgres", p->dir);
+	return 0;
+}
+
+/* Stops the private cluster and removes it. */
+static void
+pg_private_stop(pgpriv *p)
+{
+	char data[PATH_MAX + 16];
+	if (p->dir[0] == '\0')
+		return;
+	snprintf(data, sizeof(data), "%s/data", p->dir);
+	const char *stop_args[] = {"-D", data, "-m", "fast", "-w", "stop", NULL};
+	if (p->started)
+		pg_run(p, "pg_ctl", stop_args);
+	remove_tree(p->dir);
+	p->started = false;
+	p->dir[0] = '\0';
+}
+
+/* audit_sink for PostgreSQL: the same figures from the same table layout
+ * (committed_at is the transaction's now(), one value per commit). */
+static int
+audit_pg(const char *dsn, const char *prefix, int64_t start_ms, audit *a)
+{
+	const char *kw[] = {"dbname", "fallback_application_name", NULL};
+	const char *val[] = {dsn, "sluice-demo", NULL};
+	char like[96];
+	const char *params[1] = {like};
+	memset(a, 0, sizeof(*a));
+	snprintf(like, sizeof(like), "%s-%%", prefix);
+	PGconn *c = PQconnectdbParams(kw, val, 1);
+	if (PQstatus(c) != CONNECTION_OK) {
+		PQfinish(c);
+		return -1;
+	}
+	PGresult *r = PQexecParams(c, "SELECT count(*), count(DISTINCT rtrim(convert_from(payload, "
+	                           "'UTF8'), '.')), count(DISTINCT id) FROM " SINK_TABLE " WHERE "
+	                           "convert_from(payload, 'UTF8') LIKE $1", 1, NULL, params, NULL,
+	                           NULL, 0);
+	int rc = -1;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) {
+		a->rows = atol(PQgetvalue(r, 0, 0));
+		a->distinct = atol(PQgetvalue(r, 0, 1));
+		a->ids = atol(PQgetvalue(r, 0, 2));
+		rc = 0;
+	}
+	PQclear(r);
+	r = PQexecParams(c, "SELECT floor(extract(epoch FROM committed_at))::bigint, "
+	                 "count(DISTINCT committed_at), count(*) FROM " SINK_TABLE " WHERE "
+	                 "convert_from(payload, 'UTF8') LIKE $1 GROUP BY 1 ORDER BY 1", 1, NULL,
+	                 params, NULL, NULL, 0);
+	long seconds = 0, commits = 0;
+	for (int i = 0; PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r) && a->n < MAX_SAMPLES;
+	     i++) {
+		a->t[a->n] = (double)(atoll(PQgetvalue(r, i, 0)) * 1000 - start_ms) / 1000.0 + 1;
+		a->commits[a->n] = atof(PQgetvalue(r, i, 1));
+		a->rows_s[a->n] = atof(PQgetvalue(r, i, 2));
+		commits += atol(PQgetvalue(r, i, 1));
+		seconds++;
+		a->n++;
+	}
+	PQclear(r);
+	PQfinish(c);
+	a->commits_per_s = seconds ? (double)commits / (double)seconds : 0;
+	return rc;
+}
+
 /* ---- the run ---- */
 
 static volatile sig_atomic_t interrupted;
@@ -576,7 +812,8 @@ on_signal(int sig)
 }
 
 static int
-write_config(const char *path, const char *dir, int nng_port, int http_port, bool quick)
+write_config(const char *path, const char *dir, int nng_port, int http_port, bool quick,
+             const char *dsn)
 {
 	FILE *f = fopen(path, "w");
 	if (f == NULL)
@@ -593,6 +830,7 @@ write_config(const char *path, const char *dir, int nng_port, int http_port, boo
 	        "  sink:\n"
 	        "    path: %s/app.db\n"
 	        "    table: " SINK_TABLE "\n"
+	        "%s%s%s"
 	        "supervisor:\n"
 	        "  broker: tcp://127.0.0.1:%d\n"
 	        "  max_replicas: 4\n"
@@ -600,8 +838,9 @@ write_config(const char *path, const char *dir, int nng_port, int http_port, boo
 	        "  downscale_stabilization: %s\n"
 	        "  cooldown_period: %s\n"
 	        "  state_file: %s/supervisor-state.yaml\n",
-	        nng_port, http_port, dir, nng_port, dir, nng_port, quick ? "3s" : "10s",
-	        quick ? "3s" : "10s", dir);
+	        nng_port, http_port, dir, nng_port, dir, dsn ? "    type: postgres\n    dsn: \"" : "",
+	        dsn ? dsn : "", dsn ? "\"\n" : "", nng_port, quick ? "3s" : "10s", quick ? "3s" : "10s",
+	        dir);
 	return fclose(f);
 }
 
@@ -642,11 +881,14 @@ cli_demo(int argc, char **argv)
 		{"dir", required_argument, NULL, 'D'},
 		{"stages", required_argument, NULL, 'S'},
 		{"keep", no_argument, NULL, 'K'},
+		{"db", required_argument, NULL, 'B'},
+		{"dsn", required_argument, NULL, 'N'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	bool quick = false, keep = false;
-	const char *dir_opt = NULL, *stages_text = NULL;
+	bool quick = false, keep = false, pg = false;
+	const char *dir_opt = NULL, *stages_text = NULL, *dsn = NULL;
+	static pgpriv pgp;
 	int opt;
 	while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (opt) {
@@ -654,6 +896,14 @@ cli_demo(int argc, char **argv)
 		case 'D': dir_opt = optarg; break;
 		case 'S': stages_text = optarg; break;
 		case 'K': keep = true; break;
+		case 'B':
+			if (strcmp(optarg, "postgres") != 0 && strcmp(optarg, "sqlite") != 0) {
+				cli_error("demo", "bad --db '%s' (sqlite or postgres)", optarg);
+				return 2;
+			}
+			pg = strcmp(optarg, "postgres") == 0;
+			break;
+		case 'N': dsn = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -663,6 +913,12 @@ cli_demo(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (dsn != NULL && !pg) {
+		cli_error("demo", "--dsn goes with --db postgres");
+		return 2;
+	}
+	if (pg)
+		app_db = "PostgreSQL";
 	if (stages_text == NULL)
 		stages_text = quick ? "2s:50,5s:400,1s:0" : "5s:100,50s:2000,10s:2000,5s:0";
 	load_stage *stages;
@@ -704,11 +960,24 @@ cli_demo(int argc, char **argv)
 	snprintf(config, sizeof(config), "%s/sluice.yaml", dir);
 	snprintf(broker_url, sizeof(broker_url), "tcp://127.0.0.1:%d", nng_port);
 	snprintf(prefix, sizeof(prefix), "demo%ld", (long)now);
-	if (nng_port == 0 || http_port == 0 || write_config(config, dir, nng_port, http_port, quick) != 0) {
+	if (pg && dsn == NULL) {
+		if (pg_private_start(&pgp, dir, err, sizeof(err)) != 0) {
+			cli_error("demo", "cannot make a PostgreSQL cluster: %s", err);
+			pg_private_stop(&pgp);
+			free(stages);
+			return 1;
+		}
+		dsn = pgp.dsn;
+	}
+	if (nng_port == 0 || http_port == 0 ||
+	    write_config(config, dir, nng_port, http_port, quick, pg ? dsn : NULL) != 0) {
 		cli_error("demo", "cannot write %s", config);
+		pg_private_stop(&pgp);
 		free(stages);
 		return 1;
 	}
+	/* what the audit reads and the messages name */
+	const char *where = pg ? "the PostgreSQL database" : path;
 	bin_dir(bins, sizeof(bins));
 	bool tty = isatty(STDERR_FILENO);
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -719,12 +988,18 @@ cli_demo(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0); /* interleave with the live lines on stderr */
 	printf("Sluice demo: %s\n\n", quick ? "quick run" : "about three minutes");
 	printf("State directory: %s\n", dir);
+	if (pgp.started)
+		printf("Application database: a private PostgreSQL cluster in %s (%s), removed at the "
+		       "end\n", pgp.dir, dsn);
+	else if (pg)
+		printf("Application database: PostgreSQL at the --dsn given\n");
 
 	proc broker = {-1, "sluice-broker"}, sup = {-1, "sluice-supervisor"};
 	int status = 1;
 	load_result dres = {0}, sres = {0};
 	monitor *m = calloc(1, sizeof(*m));
 	if (m == NULL) {
+		pg_private_stop(&pgp);
 		free(stages);
 		return 1;
 	}
@@ -770,7 +1045,8 @@ cli_demo(int argc, char **argv)
 		.size = 200,
 		.prefix = prefix,
 		.broker = broker_url,
-		.db = path,
+		.db = pg ? "postgres" : path,
+		.dsn = pg ? dsn : NULL,
 		.table = DIRECT_TABLE,
 		.pool = 50,
 		.busy_timeout_ms = quick ? 2000 : 5000,
@@ -827,8 +1103,9 @@ cli_demo(int argc, char **argv)
 
 	/* audit and report */
 	audit *da = calloc(1, sizeof(*da)), *sau = calloc(1, sizeof(*sau));
-	if (da == NULL || sau == NULL || audit_sink(path, prefix, m->start_ms, sau) != 0) {
-		cli_error("demo", "cannot read %s", path);
+	if (da == NULL || sau == NULL ||
+	    (pg ? audit_pg(dsn, prefix, m->start_ms, sau) : audit_sink(path, prefix, m->start_ms, sau)) != 0) {
+		cli_error("demo", "cannot read %s", where);
 		free(da);
 		free(sau);
 		goto out;
@@ -838,7 +1115,7 @@ cli_demo(int argc, char **argv)
 	             sau->ids == sau->rows;
 	printf("\nAudit: %llu messages acknowledged through Sluice; %s holds %ld rows of this run,\n"
 	       "%ld distinct messages, %ld distinct ids: %s.\n",
-	       (unsigned long long)sres.total.messages, path, sau->rows, sau->distinct, sau->ids,
+	       (unsigned long long)sres.total.messages, where, sau->rows, sau->distinct, sau->ids,
 	       exact ? "every acknowledged message exactly once" : "NOT EXACTLY ONCE");
 	pthread_mutex_lock(&m->mu);
 	int max_workers = m->max_workers;
@@ -867,9 +1144,10 @@ out:
 	if (!keep) {
 		stop(&sup, 35000);
 		stop(&broker, 10000);
+		pg_private_stop(&pgp);
 	}
 	printf("\nEverything is in %s:\n"
-	       "  app.db             the application database (tables " SINK_TABLE " and " DIRECT_TABLE ")\n"
+	       "%s"
 	       "  broker.db          the broker's queues\n"
 	       "  sluice.yaml        the configuration used; *.log the programs' logs\n"
 	       "Run the parts by hand:\n"
@@ -877,7 +1155,17 @@ out:
 	       "  %s/sluice-supervisor -c %s &\n"
 	       "  %s/sluice -c %s load --stages 5s:100,20s:1000,5s:0\n"
 	       "  %s/sluice -c %s stats --watch\n",
-	       dir, bins, config, bins, config, bins, config, bins, config);
+	       dir,
+	       pg ? "" : "  app.db             the application database (tables " SINK_TABLE " and "
+	                 DIRECT_TABLE ")\n",
+	       bins, config, bins, config, bins, config, bins, config);
+	if (pg)
+		printf("The application database was PostgreSQL (tables " SINK_TABLE " and " DIRECT_TABLE
+		       ")%s\n", pgp.started ? ": a private cluster, still running (--keep)"
+		                 : dsn == pgp.dsn ? ": a private cluster, now removed" : "");
+	if (pgp.started)
+		printf("Stop it: %s%s/pg_ctl -D %s/data stop; then remove %s\n",
+		       geteuid() == 0 ? "runuser -u postgres -- " : "", pgp.bin, pgp.dir, pgp.dir);
 	if (keep && broker.pid > 0)
 		printf("Still running (--keep): sluice-broker pid %ld, sluice-supervisor pid %ld\n",
 		       (long)broker.pid, (long)sup.pid);
