@@ -660,10 +660,20 @@ sl_enqueue(conn *c, int n)
 		return fail(c, "out of memory");
 	proto_buf_init(&b, nng_msg_body(m), size);
 	proto_enc_enqueue(&b, c->rid++, opt.queue, opt.qlen);
+	/* as the client library does: a batch carries one key for the whole
+	 * request (REQUEST_KEY), a single message its own */
+	if (n > 1)
+		proto_set_flags(&b, PROTO_F_REQUEST_KEY);
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (int i = 0; i < n; i++) {
+		if (i > 0) {
+			next_payload(c, c->item);
+			proto_enq_item plain = {.payload = {(const uint8_t *)c->item, (size_t)opt.size}};
+			proto_enc_enq_item(&b, &plain);
+			continue;
+		}
 		uint8_t key[KEY_LEN];
 		for (int j = 0; j < 6; j++)
 			key[j] = (uint8_t)(wall_ms >> (40 - 8 * j));

@@ -45,7 +45,7 @@
 #define REPORT_FRESH_MS 30000
 #define QUEUE_FULL_RETRY_MS 1000
 #define ID_RESERVE 100000 /* ids reserved per write of meta.next_id */
-#define TXN_BUDGET 8192   /* messages and ids one transaction takes on */
+#define TXN_BUDGET 4096   /* ids of ACKs and NACKs one transaction takes on */
 
 /* The latest health report of one worker. */
 typedef struct wreport {
@@ -1384,16 +1384,11 @@ completer_main(void *arg)
 	return NULL;
 }
 
-/* Messages and ids a write request touches. */
+/* Ids an ACK or NACK touches. */
 static size_t
 request_weight(const brk_req *r)
 {
-	switch (r->f.h.type) {
-	case PROTO_T_ENQUEUE: return proto_iter_left(&r->f.u.enqueue.items);
-	case PROTO_T_ACK:
-	case PROTO_T_NACK: return proto_iter_left(&r->f.u.ids.ids);
-	default: return 1;
-	}
+	return proto_iter_left(&r->f.u.ids.ids);
 }
 
 /* Puts a list of requests back at the head of the pending list. */
@@ -1422,22 +1417,46 @@ run_writes(brk_writer *w, brk_req *batch, int64_t now)
 	w->nnew = 0;
 
 	rc = run_timers(w, now);
-	/* a budget per transaction keeps one commit (and so the latency of
-	 * every request in it) bounded when big ACKs and enqueues pile up:
-	 * what is over it waits, first in line, for the next commit */
+	/* Enqueues and the other small writes go first; ACKs and NACKs, which
+	 * can carry hundreds of ids each, fill the rest of a budget per
+	 * transaction: a flood of acks from many consumers cannot make every
+	 * producer wait behind a commit of tens of thousands of deletes. What
+	 * is over the budget waits, first in line, for the next commit. */
 	size_t work = 0;
-	brk_req *last = NULL;
-	for (brk_req *r = batch; r != NULL && rc == 0; r = r->next) {
-		if (work >= TXN_BUDGET) {
-			last->next = NULL;
-			requeue_front(w, r);
+	brk_req *small = NULL, **small_tail = &small, *acks = NULL, **acks_tail = &acks;
+	for (brk_req *r = batch, *next; r != NULL; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (r->f.h.type == PROTO_T_ACK || r->f.h.type == PROTO_T_NACK) {
+			*acks_tail = r;
+			acks_tail = &r->next;
+		} else {
+			*small_tail = r;
+			small_tail = &r->next;
+		}
+	}
+	*small_tail = acks; /* the small ones, then the acks */
+	brk_req *done_list = NULL, **done_tail = &done_list, *over = NULL;
+	for (brk_req *r = small, *next; r != NULL; r = next) {
+		next = r->next;
+		bool ids = r->f.h.type == PROTO_T_ACK || r->f.h.type == PROTO_T_NACK;
+		if (rc == 0 && ids && work >= TXN_BUDGET) {
+			over = r; /* this one and every ack after it */
 			break;
 		}
-		nwrites++;
-		work += request_weight(r);
-		rc = run_write(w, r, now);
-		last = r;
+		if (rc == 0) {
+			nwrites++;
+			if (ids) /* only acks count: they must always get their share */
+				work += request_weight(r);
+			rc = run_write(w, r, now);
+		}
+		*done_tail = r; /* run, or to be answered STORAGE below */
+		done_tail = &r->next;
 	}
+	*done_tail = NULL;
+	batch = done_list;
+	if (over != NULL)
+		requeue_front(w, over);
 	if (rc == 0)
 		prune_keys(w, now);
 	/* ids are reserved ahead in blocks, so most commits do not write the
