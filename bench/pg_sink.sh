@@ -1,0 +1,198 @@
+#!/bin/sh
+# pg_sink: the postgres sink's drain rate, and what Sluice spares PostgreSQL.
+#
+#   bench/pg_sink.sh [BUILD_DIR] [MESSAGES] [SECONDS]   (defaults: ./build, 200000, 10)
+#
+# Builds nothing: BUILD_DIR must hold bin/sluice-broker, bin/sluice-worker and
+# bin/sluice. Starts a throwaway PostgreSQL cluster (scripts/pg-cluster, with
+# synchronous_commit=on and max_connections=200, on a Unix socket in a scratch
+# directory), then:
+#
+# 1. drain: enqueues MESSAGES messages of 200 bytes, starts one worker (batch
+#    500, linger 50ms, sink postgres, format raw) and reads the rate from the
+#    table itself: the rows committed after the first commit divided by the time
+#    from the first commit to the last (committed_at). Commits are the
+#    database's xact_commit (pg_stat_database) before and after.
+# 2. the same offered load, single-row writes from 64 clients (64 VUs, each
+#    writing again as soon as it is answered), for SECONDS:
+#    direct   `sluice load --target direct --db postgres --vus 64 --pool 64`:
+#             every write is an INSERT in its own transaction, read back with a
+#             SELECT (a transaction too);
+#    sluice   `sluice load --target sluice --vus 64` against a broker with
+#             WORKERS workers (default 1) writing to the same database; the
+#             window runs from the start of the load until the table holds
+#             every acknowledged message (checked: exactly once).
+#    For each: acknowledged rows per second, and the database's transactions
+#    per second = xact_commit after - before, over the window. Every session is
+#    closed before `after` is read, so its statistics are flushed.
+#
+# Run it on a quiet machine (see uptime). Leaves nothing behind but its output.
+set -eu
+
+BUILD=${1:-./build}
+N=${2:-200000}
+SECS=${3:-10}
+WORKERS=${WORKERS:-1}
+VUS=64
+BIN=$(cd "$BUILD/bin" && pwd)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+for p in sluice-broker sluice-worker sluice; do
+	[ -x "$BIN/$p" ] || { echo "pg_sink: $BIN/$p not found (build first)" >&2; exit 2; }
+done
+command -v psql >/dev/null || { echo "pg_sink: needs psql (postgresql-client)" >&2; exit 2; }
+
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/sluice-pgbench-XXXXXX")
+chmod 755 "$SCRATCH"
+PIDS=""
+cleanup() {
+	for p in $PIDS; do kill -9 "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	"$ROOT/scripts/pg-cluster" stop "$SCRATCH/pg" immediate >/dev/null 2>&1 || true
+	rm -rf "$SCRATCH"
+}
+trap cleanup EXIT INT TERM
+
+DSN=$("$ROOT/scripts/pg-cluster" start "$SCRATCH/pg" synchronous_commit=on max_connections=200)
+q() { psql "$DSN" -X -qAt -c "$1"; }
+# Sessions flush their statistics when they end: give the last ones a moment.
+xacts() { sleep 1; q "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# config NAME TABLE: a broker on ipc in the scratch dir, workers on the table
+config() {
+	dir="$SCRATCH/$1"
+	mkdir -p "$dir"
+	cat >"$dir/sluice.yaml" <<EOF
+broker:
+  listen: [ipc://$dir/broker.ipc]
+  http: ""
+  data: $dir/broker.db
+worker:
+  broker: ipc://$dir/broker.ipc
+  queue: bench
+  batch_size: 500
+  linger: 50ms
+  report_interval: 1h
+  sink:
+    type: postgres
+    dsn: "$DSN"
+    table: $2
+EOF
+	echo "$dir/sluice.yaml"
+}
+
+broker_start() {
+	"$BIN/sluice-broker" -c "$1" >"$(dirname "$1")/broker.log" 2>&1 &
+	BROKER=$!
+	PIDS="$PIDS $BROKER"
+	i=0
+	until "$BIN/sluice" stats -c "$1" >/dev/null 2>&1; do
+		i=$((i + 1)); [ $i -lt 200 ] || { echo "pg_sink: broker did not start" >&2; exit 1; }
+		sleep 0.05
+	done
+}
+
+backlog() {
+	"$BIN/sluice" stats -c "$1" 2>/dev/null | awk '$1 == "bench" { print $6 }'
+}
+
+wait_drained() {
+	i=0
+	while [ "$(backlog "$1")" != "0" ]; do
+		i=$((i + 1)); [ $i -lt 12000 ] || { echo "pg_sink: did not drain" >&2; exit 1; }
+		sleep 0.05
+	done
+}
+
+stop_all() {
+	for p in $PIDS; do kill -TERM "$p" 2>/dev/null || true; done
+	for p in $PIDS; do wait "$p" 2>/dev/null || true; done
+	PIDS=""
+}
+
+json_total() { # json_total FILE KEY: a number of the "total" object
+	python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['total'][sys.argv[2]])" "$1" "$2"
+}
+
+echo "pg_sink: PostgreSQL $(q 'SHOW server_version'), synchronous_commit=$(q 'SHOW synchronous_commit'), $(nproc) cores, load $(uptime | sed 's/.*average: //')"
+
+# ---- 1. drain with one worker ----
+cfg=$(config drain drain_events)
+broker_start "$cfg"
+awk -v n="$N" 'BEGIN { for (i = 0; i < n; i++) printf "%0200d\n", i }' |
+	"$BIN/sluice" put -c "$cfg" -q bench >/dev/null
+x0=$(xacts)
+"$BIN/sluice-worker" -c "$cfg" >"$SCRATCH/drain/worker.log" 2>&1 &
+PIDS="$PIDS $!"
+wait_drained "$cfg"
+stop_all
+x1=$(xacts)
+q "SELECT count(*), count(DISTINCT id),
+          (SELECT count(*) FROM drain_events WHERE committed_at = (SELECT min(committed_at) FROM drain_events)),
+          extract(epoch FROM max(committed_at) - min(committed_at))
+   FROM drain_events" | tr '|' ' ' >"$SCRATCH/drain/result"
+read -r rows distinct first_rows span <"$SCRATCH/drain/result"
+echo
+echo "1. drain: $N messages of 200 bytes, one worker, batch 500, linger 50ms"
+awk -v r="$rows" -v d="$distinct" -v f="$first_rows" -v s="$span" -v c=$((x1 - x0)) 'BEGIN {
+	printf "   rows %d (distinct ids %d) in %.2f s from the first commit to the last: %.0f rows/s; %d transactions, %.0f rows each\n",
+	       r, d, s, (s > 0 ? (r - f) / s : 0), c, (c ? r / c : 0) }'
+
+# ---- 2. the same offered load: direct, then through Sluice ----
+echo
+echo "2. $VUS clients writing single rows for ${SECS}s"
+cfg=$(config direct direct_events)
+x0=$(xacts)
+"$BIN/sluice" -c "$cfg" load --target direct --db postgres --dsn "$DSN" --table direct_events \
+	--vus $VUS --pool $VUS --duration "${SECS}s" --quiet --json "$SCRATCH/direct.json" >/dev/null
+d_x=$(( $(xacts) - x0 ))
+d_ok=$(json_total "$SCRATCH/direct.json" ok)
+d_dur=$(json_total "$SCRATCH/direct.json" duration_s)
+d_fail=$(json_total "$SCRATCH/direct.json" failed)
+d_p99=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['total']['latency_ms']['p99'])" "$SCRATCH/direct.json")
+d_rows=$(q "SELECT count(*) FROM direct_events")
+
+cfg=$(config sluice sluice_events)
+broker_start "$cfg"
+w=0
+while [ $w -lt "$WORKERS" ]; do
+	"$BIN/sluice-worker" -c "$cfg" >"$SCRATCH/sluice/worker$w.log" 2>&1 &
+	PIDS="$PIDS $!"
+	w=$((w + 1))
+done
+sleep 1 # the workers are connected
+x0=$(xacts)
+t0=$(now_ms)
+"$BIN/sluice" -c "$cfg" load --target sluice --queue bench --vus $VUS --duration "${SECS}s" \
+	--quiet --json "$SCRATCH/sluice.json" >/dev/null
+wait_drained "$cfg"
+t1=$(now_ms)
+stop_all
+x1s=$(xacts)
+s_ok=$(json_total "$SCRATCH/sluice.json" ok)
+s_dur=$(json_total "$SCRATCH/sluice.json" duration_s)
+s_fail=$(json_total "$SCRATCH/sluice.json" failed)
+s_p99=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['total']['latency_ms']['p99'])" "$SCRATCH/sluice.json")
+s_rows=$(q "SELECT count(*) FROM sluice_events")
+s_ids=$(q "SELECT count(DISTINCT id) FROM sluice_events")
+
+awk -v dok="$d_ok" -v ddur="$d_dur" -v dx="$d_x" -v dfail="$d_fail" -v dp99="$d_p99" -v drows="$d_rows" \
+    -v sok="$s_ok" -v sdur="$s_dur" -v sx=$((x1s - x0)) -v sfail="$s_fail" -v sp99="$s_p99" \
+    -v srows="$s_rows" -v sids="$s_ids" -v win="$(( t1 - t0 ))" -v workers="$WORKERS" 'BEGIN {
+	drps = dok / ddur; dtps = dx / ddur
+	srps = sok / sdur; stps = sx / (win / 1000)
+	printf "   %-34s %14s %16s\n", "", "direct", "through Sluice"
+	printf "   %-34s %14.0f %16.0f\n", "acknowledged rows/s", drps, srps
+	printf "   %-34s %14.1f %16.1f\n", "p99 latency (ms)", dp99, sp99
+	printf "   %-34s %14d %16d\n", "failed requests", dfail, sfail
+	printf "   %-34s %14.2f %16.2f\n", "window (s)", ddur, win / 1000
+	printf "   %-34s %14d %16d\n", "xact_commit delta", dx, sx
+	printf "   %-34s %14.0f %16.1f\n", "database transactions/s", dtps, stps
+	printf "   %-34s %14.1f %16.0f\n", "rows per transaction", (dx ? drows / dx : 0), (sx ? srows / sx : 0)
+	printf "   rows in the table: direct %d of %d acknowledged; through Sluice %d of %d (%d distinct ids, %d worker(s))\n",
+	       drows, dok, srows, sok, sids, workers
+	printf "   transactions/s, Sluice / direct: 1/%.0f (want at most 1/100); direct write transactions only (half are the read-backs): 1/%.0f\n",
+	       (stps > 0 ? dtps / stps : 0), (stps > 0 ? dtps / 2 / stps : 0)
+	printf "   rows/s, Sluice / direct: %.2fx (want at least 5x)\n", (drps > 0 ? srps / drps : 0)
+}'
+[ "$s_rows" = "$s_ok" ] && [ "$s_ids" = "$s_ok" ] || { echo "pg_sink: NOT exactly once" >&2; exit 1; }
