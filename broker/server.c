@@ -30,8 +30,25 @@
 
 #define NCTX 1024
 #define SERVER_NAME "sluice 0.1.0"
+/* A peer that does not read its replies: NNG's REP queues each further
+ * reply to it in a context, so such clients could hold every context and
+ * starve the others. A reply waits behind the one being written only while
+ * the peer's socket is full, so a connection is closed when one of its
+ * replies has waited PEER_SEND_TIMEOUT_MS, or when more than
+ * PEER_PENDING_MAX wait (a quarter of the contexts; our clients run at
+ * most 256 requests at once per connection). */
+#define PEER_PENDING_MAX (NCTX / 4)
+#define PEER_SEND_TIMEOUT_MS 1000
+#define PEND_SLOTS (4 * NCTX) /* every pending reply is a context: never full */
 
 typedef struct sctx sctx;
+
+/* Replies being sent to one connection (a pipe id), in PEND_SLOTS. */
+typedef struct pend {
+	uint32_t pipe; /* 0: a free slot */
+	uint32_t n;
+	bool dropped;  /* drop_peer closed it */
+} pend;
 
 /* One listener and what is needed to make it again. */
 typedef struct lst {
@@ -58,6 +75,8 @@ struct brk_server {
 	uint32_t max_message_bytes;
 	uint32_t frame_limit;
 	bool opened;
+	pthread_mutex_t pend_mu;
+	pend *pend;          /* guarded by pend_mu: open addressing, linear probing */
 };
 
 enum { S_RECV, S_WRITER, S_SEND };
@@ -69,13 +88,82 @@ struct sctx {
 	int state;
 	nng_msg *req; /* owned until the reply is sent */
 	nng_msg *rep; /* owned until handed to the send */
+	uint32_t pipe; /* S_SEND: the connection the reply goes to, counted in pend */
 	brk_req r;
 };
+
+/* ---- replies pending per connection ---- */
+
+static size_t
+pend_home(uint32_t pipe)
+{
+	return (size_t)((pipe * 2654435761u) % PEND_SLOTS);
+}
+
+/* One more reply pending for pipe; returns how many now. */
+static uint32_t
+pend_add(brk_server *s, uint32_t pipe)
+{
+	pthread_mutex_lock(&s->pend_mu);
+	size_t i = pend_home(pipe);
+	while (s->pend[i].pipe != 0 && s->pend[i].pipe != pipe)
+		i = (i + 1) % PEND_SLOTS;
+	s->pend[i].pipe = pipe;
+	uint32_t n = ++s->pend[i].n;
+	pthread_mutex_unlock(&s->pend_mu);
+	return n;
+}
+
+/* One reply less pending for pipe; the slot is freed at zero, moving back
+ * the entries after it that would no longer be found. */
+static void
+pend_remove(brk_server *s, uint32_t pipe)
+{
+	pthread_mutex_lock(&s->pend_mu);
+	size_t i = pend_home(pipe);
+	while (s->pend[i].pipe != 0 && s->pend[i].pipe != pipe)
+		i = (i + 1) % PEND_SLOTS;
+	if (s->pend[i].pipe == pipe && --s->pend[i].n == 0) {
+		s->pend[i].pipe = 0;
+		s->pend[i].dropped = false;
+		for (size_t j = (i + 1) % PEND_SLOTS; s->pend[j].pipe != 0; j = (j + 1) % PEND_SLOTS) {
+			size_t k = pend_home(s->pend[j].pipe);
+			bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+			if (stays)
+				continue;
+			s->pend[i] = s->pend[j];
+			s->pend[j] = (pend){0};
+			i = j;
+		}
+	}
+	pthread_mutex_unlock(&s->pend_mu);
+}
+
+/* Closes the connection x's reply goes to (x->pipe, pending): a peer that
+ * does not read. Its queued replies complete (as sent) and free their
+ * contexts. Logged once per connection. */
+static void
+drop_peer(sctx *x, const char *why)
+{
+	brk_server *s = x->s;
+	bool first = false;
+	pthread_mutex_lock(&s->pend_mu);
+	size_t i = pend_home(x->pipe);
+	while (s->pend[i].pipe != 0 && s->pend[i].pipe != x->pipe)
+		i = (i + 1) % PEND_SLOTS;
+	if (s->pend[i].pipe == x->pipe && !s->pend[i].dropped)
+		first = s->pend[i].dropped = true;
+	pthread_mutex_unlock(&s->pend_mu);
+	if (first)
+		log_warn("PEER-NOT-READING", "connection %u %s: closing it", (unsigned)x->pipe, why);
+	nng_pipe_close(nng_msg_get_pipe(x->req));
+}
 
 static void
 recv_next(sctx *x)
 {
 	x->state = S_RECV;
+	nng_aio_set_timeout(x->aio, NNG_DURATION_INFINITE);
 	nng_ctx_recv(x->ctx, x->aio);
 }
 
@@ -95,8 +183,13 @@ send_reply(sctx *x)
 	}
 	nng_msg_realloc(x->rep, x->r.reply_len); /* trims: never fails */
 	x->state = S_SEND;
+	x->pipe = nng_pipe_id(nng_msg_get_pipe(x->req));
+	uint32_t pending = pend_add(x->s, x->pipe);
 	nng_aio_set_msg(x->aio, x->rep);
+	nng_aio_set_timeout(x->aio, PEER_SEND_TIMEOUT_MS);
 	x->rep = NULL;
+	if (pending > PEER_PENDING_MAX)
+		drop_peer(x, "has 256 replies waiting unread");
 	nng_ctx_send(x->ctx, x->aio);
 }
 
@@ -196,6 +289,9 @@ ctx_cb(void *arg)
 		on_request(x);
 		break;
 	case S_SEND:
+		if (rv == NNG_ETIMEDOUT)
+			drop_peer(x, "left a reply unread for a second");
+		pend_remove(x->s, x->pipe);
 		if (rv != 0) {
 			/* the peer went away: the reply is ours to free */
 			nng_msg *m = nng_aio_get_msg(x->aio);
@@ -407,6 +503,7 @@ brk_server_open(const cfg *c, brk_writer *w, brk_server **out, char *err, size_t
 		return NNG_ENOMEM;
 	}
 	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutex_init(&s->pend_mu, NULL);
 	pthread_cond_init(&s->guard_cv, NULL);
 	s->cfg = c;
 	s->w = w;
@@ -426,7 +523,8 @@ brk_server_open(const cfg *c, brk_writer *w, brk_server **out, char *err, size_t
 
 	s->ctxs = calloc(NCTX, sizeof(*s->ctxs));
 	s->listeners = calloc(c->broker.nlisten, sizeof(*s->listeners));
-	if (s->ctxs == NULL || s->listeners == NULL) {
+	s->pend = calloc(PEND_SLOTS, sizeof(*s->pend));
+	if (s->ctxs == NULL || s->listeners == NULL || s->pend == NULL) {
 		snprintf(err, errlen, "out of memory");
 		rv = NNG_ENOMEM;
 		goto fail;
@@ -511,7 +609,9 @@ brk_server_close(brk_server *s)
 	}
 	free(s->ctxs);
 	free(s->listeners);
+	free(s->pend);
 	pthread_cond_destroy(&s->guard_cv);
+	pthread_mutex_destroy(&s->pend_mu);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
