@@ -54,6 +54,7 @@ struct ft_load {
 	long refused[FT_MAX_CODES];
 	int64_t refused_max_ms[FT_MAX_CODES];
 	char text[FT_MAX_CODES][256];
+	uint32_t retry_after_ms[FT_MAX_CODES];
 	long retries;
 };
 
@@ -73,6 +74,7 @@ note_refusal(ft_load *l, int rc, int64_t took_ms)
 	if (took_ms > l->refused_max_ms[code])
 		l->refused_max_ms[code] = took_ms;
 	snprintf(l->text[code], sizeof(l->text[code]), "%s", sluice_errmsg());
+	l->retry_after_ms[code] = sluice_retry_after_ms();
 	l->retries++;
 	pthread_mutex_unlock(&l->mu);
 }
@@ -218,6 +220,12 @@ int64_t
 ft_load_refused_max_ms(const ft_load *l, int code)
 {
 	return code >= 0 && code < FT_MAX_CODES ? l->refused_max_ms[code] : 0;
+}
+
+uint32_t
+ft_load_retry_after_ms(const ft_load *l, int code)
+{
+	return code >= 0 && code < FT_MAX_CODES ? l->retry_after_ms[code] : 0;
 }
 
 const char *

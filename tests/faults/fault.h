@@ -64,6 +64,8 @@ long ft_load_acked(const ft_load *l);
 long ft_load_refused(const ft_load *l, int code);
 /* Longest answer time, in ms, of requests refused with this code. */
 int64_t ft_load_refused_max_ms(const ft_load *l, int code);
+/* The broker's retry advice with the last refusal with code, in ms. */
+uint32_t ft_load_retry_after_ms(const ft_load *l, int code);
 /* The message of the last refusal with code, or "" (lives with l). */
 const char *ft_load_refused_text(const ft_load *l, int code);
 /* Requests retried (refused or unanswered). */
