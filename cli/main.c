@@ -87,6 +87,9 @@ cli_connect(cli_env *e, sluice_client **out)
 		.timeout_ms = e->timeout_ms,
 		.max_message_bytes = e->cfg->broker.max_message_bytes,
 		.connect_now = true,
+		.tls_ca = e->cfg->worker.tls_ca,
+		.tls_cert_key = e->cfg->worker.tls_cert_key,
+		.tls_server_name = e->cfg->worker.tls_server_name,
 	};
 	int rc = sluice_open(out, e->broker, &o);
 	if (rc != 0) {

@@ -1277,6 +1277,14 @@ static const field sink_fields[] = {
 };
 static const table sink_table = {sink_fields, sink_check};
 
+static const field worker_tls_fields[] = {
+	STRING("ca", cfg_worker, tls_ca, FL_NONEMPTY),
+	STRING("cert_key", cfg_worker, tls_cert_key, FL_NONEMPTY),
+	STRING("server_name", cfg_worker, tls_server_name, FL_NONEMPTY),
+	END,
+};
+static const table worker_tls_table = {worker_tls_fields, NULL};
+
 static const field worker_fields[] = {
 	STRING("broker", cfg_worker, broker, FL_URL),
 	STRING("queue", cfg_worker, queue, FL_QUEUE),
@@ -1286,6 +1294,7 @@ static const field worker_fields[] = {
 	DURATION("shutdown_grace", cfg_worker, shutdown_grace_ms, 0, DURATION_CAP),
 	MAP("breaker", breaker_table, 0),
 	DURATION("report_interval", cfg_worker, report_interval_ms, 1, DURATION_CAP),
+	MAP("tls", worker_tls_table, 0),
 	MAP("sink", sink_table, offsetof(cfg_worker, sink)),
 	END,
 };
@@ -1926,6 +1935,9 @@ cfg_free(cfg *c)
 	free(c->queues);
 	free(c->worker.broker);
 	free(c->worker.queue);
+	free(c->worker.tls_ca);
+	free(c->worker.tls_cert_key);
+	free(c->worker.tls_server_name);
 	free(c->worker.sink.path);
 	free(c->worker.sink.table);
 	argv_free(c->worker.sink.command);

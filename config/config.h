@@ -109,6 +109,11 @@ typedef struct cfg_worker {
 	int64_t breaker_base_ms;   /* breaker.base, default 500ms */
 	int64_t breaker_max_ms;    /* breaker.max, default 30s */
 	int64_t report_interval_ms; /* periodic summary line; default 10s */
+	/* tls.*: for a tls+tcp:// broker (also used by the supervisor and the
+	 * sluice command); NULL = none */
+	char *tls_ca;           /* CA file to verify the broker with */
+	char *tls_cert_key;     /* this client's certificate and key, one PEM file */
+	char *tls_server_name;  /* name to verify in the broker's certificate */
 	cfg_sink sink;
 } cfg_worker;
 

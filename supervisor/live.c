@@ -227,9 +227,13 @@ sup_run_live(const cfg *c, const char *config_path)
 		log_error("START-FAILED", "signalfd: %s", strerror(errno));
 		return 1;
 	}
-	sluice_opts so = {.timeout_ms = c->supervisor.polling_interval_ms > 2000
-	                                    ? c->supervisor.polling_interval_ms
-	                                    : 2000};
+	sluice_opts so = {
+		.timeout_ms = c->supervisor.polling_interval_ms > 2000 ? c->supervisor.polling_interval_ms
+		                                                       : 2000,
+		.tls_ca = c->worker.tls_ca, /* the clients of this machine share worker.tls */
+		.tls_cert_key = c->worker.tls_cert_key,
+		.tls_server_name = c->worker.tls_server_name,
+	};
 	if (sluice_open(&L.client, c->supervisor.broker, &so) != 0) {
 		log_error("START-FAILED", "%s", sluice_errmsg());
 		close(L.sigfd);

@@ -260,7 +260,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "sluice-worker: sink: %s\n", err);
 		goto out;
 	}
-	sluice_opts so = {.timeout_ms = CLIENT_TIMEOUT_MS};
+	sluice_opts so = {
+		.timeout_ms = CLIENT_TIMEOUT_MS,
+		.tls_ca = c->worker.tls_ca,
+		.tls_cert_key = c->worker.tls_cert_key,
+		.tls_server_name = c->worker.tls_server_name,
+	};
 	if (sluice_open(&client, c->worker.broker, &so) != SLUICE_OK) {
 		fprintf(stderr, "sluice-worker: worker.broker: %s\n", sluice_errmsg());
 		status = 2;
