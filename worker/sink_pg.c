@@ -582,6 +582,12 @@ setup(pg_sink *s, const atomic_llong *deadline_ms, char *msg, size_t msglen)
 	if ((rc = await(s, deadline_ms, &r, msg, msglen)) != R_OK)
 		return setup_failure(s, rc);
 	PQclear(r);
+	/* Planned, not run: ON CONFLICT (id) finds its unique index only when
+	 * planning, so a raw table without one is refused here, not later. */
+	if (s->conf->format != CFG_FORMAT_JSON &&
+	    (rc = run_cmd(s, deadline_ms, "EXPLAIN EXECUTE " STMT_INSERT "(NULL, NULL, NULL, NULL)",
+	                  msg, msglen)) != R_OK)
+		return setup_failure(s, rc);
 	return R_OK;
 }
 

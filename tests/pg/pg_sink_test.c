@@ -499,7 +499,7 @@ unreachable_at_start_then_drains(void)
 /* What cannot work stops the worker at start, exit 1, saying why: a
  * malformed DSN (without echoing a password in it), an unreadable password
  * file, a bad table name, and, the server answering, a json table that is
- * missing or has no key. */
+ * missing or has no key, a raw table without the id key or the columns. */
 static void
 bad_configuration_exits_1(void)
 {
@@ -526,6 +526,15 @@ bad_configuration_exits_1(void)
 	fx_config(&(fx_cfg){.sink = th_fmt("type: postgres\ndsn: \"%s\"\ntable: loose\nformat: json",
 	                                   dsn)});
 	CHECK_CONTAINS(worker_exits_1("w6.log"), "table loose has no primary key or unique constraint");
+
+	/* a raw table of the user's, without the id key or the columns */
+	pgc_sql("CREATE TABLE nokey (id bigint, queue text, payload bytea, enqueued_at timestamptz, "
+	        "committed_at timestamptz); CREATE TABLE fewcols (id bigint PRIMARY KEY, payload bytea)");
+	fx_config(&(fx_cfg){.sink = th_fmt("type: postgres\ndsn: \"%s\"\ntable: nokey", dsn)});
+	CHECK_CONTAINS(worker_exits_1("w7.log"), "no unique or exclusion constraint matching the ON "
+	               "CONFLICT specification (SQLSTATE 42P10)");
+	fx_config(&(fx_cfg){.sink = th_fmt("type: postgres\ndsn: \"%s\"\ntable: fewcols", dsn)});
+	CHECK_CONTAINS(worker_exits_1("w8.log"), "column \"queue\" of relation \"fewcols\" does not exist");
 }
 
 static const th_case cases[] = {
