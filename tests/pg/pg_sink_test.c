@@ -5,11 +5,13 @@
  * server refuses is dead-lettered alone, with the server's message; json
  * payloads land in typed columns; the password is never logged; an
  * unreachable server at start is waited for; a configuration that cannot
- * work stops the worker at start. */
+ * work stops the worker at start; a statement timeout is a sink failure;
+ * a shutdown abandons a blocked commit at the end of its grace. */
 #include "fixture.h"
 #include "harness.h"
 #include "pgc.h"
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -155,6 +157,29 @@ last_errors(const char *queue)
 	sqlite3_finalize(st);
 	sqlite3_close(db);
 	return all;
+}
+
+/* A session holding the raw table (created if need be) locked against
+ * writes until unlock_table. */
+static PGconn *
+lock_table(const char *dsn)
+{
+	PGconn *c = PQconnectdb(dsn);
+	CHECK(PQstatus(c) == CONNECTION_OK);
+	PGresult *r = PQexec(c, "CREATE TABLE IF NOT EXISTS " TABLE " (id bigint PRIMARY KEY, "
+	                     "queue text NOT NULL, payload bytea NOT NULL, enqueued_at timestamptz "
+	                     "NOT NULL, committed_at timestamptz NOT NULL DEFAULT now()); BEGIN; "
+	                     "LOCK TABLE " TABLE " IN EXCLUSIVE MODE");
+	CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+	PQclear(r);
+	return c;
+}
+
+static void
+unlock_table(PGconn *c)
+{
+	PQclear(PQexec(c, "ROLLBACK"));
+	PQfinish(c);
 }
 
 /* ---- cases --------------------------------------------------------------- */
@@ -537,6 +562,81 @@ bad_configuration_exits_1(void)
 	CHECK_CONTAINS(worker_exits_1("w8.log"), "column \"queue\" of relation \"fewcols\" does not exist");
 }
 
+/* Another session holds the table locked: with a short statement_timeout
+ * each commit is cancelled (57014), a sink failure: the breaker opens and
+ * nothing is dead-lettered (max_attempts is 1). Released, it drains. */
+static void
+locked_table_times_out_into_the_breaker(void)
+{
+	const char *dsn = pgc_start(NULL);
+	fx_config(&(fx_cfg){
+		.queue_defaults = "max_attempts: 1",
+		.worker = "breaker:\n  base: 200ms\n  max: 1s",
+		.sink = pg_sink(dsn, "statement_timeout: 300ms"),
+	});
+	fx_broker("broker.log");
+	sluice_client *c = fx_client();
+	pid_t w = fx_worker("worker.log", NULL);
+	CHECK(th_wait_file(th_path("worker.log"), "SINK-CONNECTED", 10000));
+	PGconn *locker = lock_table(dsn);
+	CHECK_EQ(fx_put(c, Q, "m", 0, 1000, 500), 1000);
+	CHECK(th_wait_file(th_path("worker.log"), "BREAKER-OPEN", 10000));
+	usleep(2000000);
+	CHECK_EQ(fx_stat(c, Q, "acked_total"), 0);
+	CHECK_EQ(fx_stat(c, Q, "dead"), 0);
+	unlock_table(locker);
+	CHECK(fx_drained(c, Q, 30000));
+	audit("m", 1000);
+	CHECK_EQ(fx_stat(c, Q, "dead"), 0);
+	stop_worker(w);
+	char *log = th_read(th_path("worker.log"));
+	CHECK_CONTAINS(log, "canceling statement due to statement timeout (SQLSTATE 57014)");
+	CHECK_CONTAINS(log, "BREAKER-CLOSED");
+}
+
+/* SIGTERM while a commit waits on a lock: at the end of the grace the
+ * statement is cancelled, the batch handed back untried, and the worker
+ * exits 0; nothing is lost. */
+static void
+shutdown_abandons_a_blocked_commit(void)
+{
+	const char *dsn = pgc_start(NULL);
+	fx_config(&(fx_cfg){
+		.worker = "shutdown_grace: 1s",
+		.sink = pg_sink(dsn, "statement_timeout: 60s"),
+	});
+	fx_broker("broker.log");
+	sluice_client *c = fx_client();
+	pid_t w = fx_worker("worker.log", NULL);
+	CHECK(th_wait_file(th_path("worker.log"), "SINK-CONNECTED", 10000));
+	PGconn *locker = lock_table(dsn);
+	CHECK_EQ(fx_put(c, Q, "m", 0, 10, 10), 10);
+	int64_t end = th_now_ms() + 10000;
+	while (fx_stat(c, Q, "in_flight") != 10 && th_now_ms() < end)
+		usleep(20000);
+	CHECK_EQ(fx_stat(c, Q, "in_flight"), 10);
+	usleep(300000); /* in the commit, waiting for the lock */
+	int64_t t0 = th_now_ms();
+	stop_worker(w);
+	CHECK(th_now_ms() - t0 >= 900);
+	CHECK(th_now_ms() - t0 < 5000);
+	CHECK_EQ(fx_stat(c, Q, "in_flight"), 0);
+	CHECK_EQ(fx_stat(c, Q, "depth"), 10);
+	sluice_batch *b;
+	CHECK(sluice_peek(c, Q, 1, &b) == 0);
+	CHECK_EQ(b->count, 1);
+	CHECK_EQ(b->msgs[0].attempt, 0); /* handed back untried: never counted */
+	sluice_batch_free(b);
+	/* the server let go of the cancelled statement */
+	CHECK_EQ(pgc_long("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+	                  "'sluice-worker'"), 0);
+	unlock_table(locker);
+	w = fx_worker("worker2.log", NULL);
+	CHECK(fx_drained(c, Q, 30000));
+	audit("m", 10);
+	stop_worker(w);
+}
+
 static const th_case cases[] = {
 	TH_CASE(exactly_once_under_sigkill_chaos),
 	TH_CASE(server_stop_trips_breaker_and_flow_resumes),
@@ -546,6 +646,8 @@ static const th_case cases[] = {
 	TH_CASE(password_never_logged),
 	TH_CASE(unreachable_at_start_then_drains),
 	TH_CASE(bad_configuration_exits_1),
+	TH_CASE(locked_table_times_out_into_the_breaker),
+	TH_CASE(shutdown_abandons_a_blocked_commit),
 	{NULL, NULL},
 };
 
