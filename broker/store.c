@@ -12,12 +12,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 enum stmt_id {
@@ -103,9 +105,26 @@ static const char schema_v1[] =
 /* brk_store_set_quota; set once, before the writer thread starts */
 static int64_t quota_bytes;
 
+/*
+ * Checkpoints: copying the WAL back into the database (and its fsync) would
+ * run inside the writer's commits. A thread of the store's own does it
+ * instead, PASSIVE (never blocking the writer) every CHECKPOINT_EVERY_MS on
+ * a connection of its own; the writer's own automatic checkpoint stays, at
+ * a larger threshold, so that the WAL still starts over when load never
+ * pauses (a passive checkpoint can always be a frame behind).
+ */
+#define CHECKPOINT_EVERY_MS 100
+#define WRITER_AUTOCHECKPOINT_PAGES 4000
+
 struct brk_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
+	sqlite3 *ckpt_db;       /* the checkpointer's connection */
+	pthread_t ckpt_thread;
+	bool ckpt_running;
+	bool ckpt_stop;         /* guarded by ckpt_mu */
+	pthread_mutex_t ckpt_mu;
+	pthread_cond_t ckpt_cv;
 	int lock_fd;
 	char errmsg[256];
 };
@@ -279,6 +298,73 @@ apply_quota(brk_store *s)
 	return exec(s, sql);
 }
 
+static void *
+checkpointer(void *arg)
+{
+	brk_store *s = arg;
+	pthread_mutex_lock(&s->ckpt_mu);
+	while (!s->ckpt_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += CHECKPOINT_EVERY_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts);
+		if (s->ckpt_stop)
+			break;
+		pthread_mutex_unlock(&s->ckpt_mu);
+		/* a failure (a full disk, say) is the writer's to see and report */
+		sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		pthread_mutex_lock(&s->ckpt_mu);
+	}
+	pthread_mutex_unlock(&s->ckpt_mu);
+	return NULL;
+}
+
+/* Starts the checkpointer; without it the writer checkpoints as SQLite
+ * does by default. */
+static void
+start_checkpointer(brk_store *s, const char *path)
+{
+	char sql[64];
+	if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		sqlite3_close(s->ckpt_db);
+		s->ckpt_db = NULL;
+		return;
+	}
+	pthread_mutex_init(&s->ckpt_mu, NULL);
+	pthread_cond_init(&s->ckpt_cv, NULL);
+	if (pthread_create(&s->ckpt_thread, NULL, checkpointer, s) != 0) {
+		sqlite3_close(s->ckpt_db);
+		s->ckpt_db = NULL;
+		return;
+	}
+	s->ckpt_running = true;
+	snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%d", WRITER_AUTOCHECKPOINT_PAGES);
+	exec(s, sql);
+}
+
+static void
+stop_checkpointer(brk_store *s)
+{
+	if (s->ckpt_running) {
+		pthread_mutex_lock(&s->ckpt_mu);
+		s->ckpt_stop = true;
+		pthread_cond_signal(&s->ckpt_cv);
+		pthread_mutex_unlock(&s->ckpt_mu);
+		pthread_join(s->ckpt_thread, NULL);
+		pthread_cond_destroy(&s->ckpt_cv);
+		pthread_mutex_destroy(&s->ckpt_mu);
+		s->ckpt_running = false;
+	}
+	if (s->ckpt_db != NULL)
+		sqlite3_close(s->ckpt_db);
+	s->ckpt_db = NULL;
+}
+
 int
 brk_store_open(const char *path, bool fast, brk_store **out, char *err, size_t errlen)
 {
@@ -316,6 +402,7 @@ brk_store_open(const char *path, bool fast, brk_store **out, char *err, size_t e
 			goto fail;
 		}
 	}
+	start_checkpointer(s, path);
 	*out = s;
 	return BRK_STORE_OK;
 fail:
@@ -328,6 +415,7 @@ brk_store_close(brk_store *s)
 {
 	if (s == NULL)
 		return;
+	stop_checkpointer(s);
 	for (int i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	if (s->db != NULL) {
