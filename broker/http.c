@@ -32,6 +32,7 @@
 
 #include "codec.h"
 #include "hist.h"
+#include "http_parse.h"
 #include "jbuf.h"
 #include "log.h"
 
@@ -44,7 +45,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define BODY_TIMEOUT_MS 30000     /* per read of a request body */
 #define DISCARD_MAX (16u << 20)   /* an oversized body up to this is read and dropped */
@@ -53,10 +53,17 @@
 #define REPLY_INLINE 640          /* reply frames up to this need no allocation */
 #define RETRY_AFTER_DOWN_S 1      /* Retry-After while shutting down */
 #define TOKEN_MAX 4096
-#define PARAM_MAX 64
 #define MAX_STATUS 600
 
-enum kind { K_ENQUEUE, K_BATCH, K_QUEUES, K_QUEUE, K_METRICS, K_READY };
+/* the routes this file serves beyond /healthz (http_parse.h) */
+enum kind {
+	K_ENQUEUE = BRK_HTTP_ENQUEUE,
+	K_BATCH = BRK_HTTP_BATCH,
+	K_QUEUES = BRK_HTTP_QUEUES,
+	K_QUEUE = BRK_HTTP_QUEUE,
+	K_METRICS = BRK_HTTP_METRICS,
+	K_READY = BRK_HTTP_READY,
+};
 enum step { S_BODY, S_CONTINUE, S_DISCARD };
 
 /* answer flags */
@@ -348,130 +355,6 @@ finish(hreq *x, uint16_t status, const char *type, uint32_t retry_after_s)
 	nng_http_res *res = response(x->h, status, type, x->out.p, x->out.len, 0, retry_after_s);
 	hreq_put(x);
 	deliver(aio, res);
-}
-
-/* ---- parsing ---- */
-
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decodes s[0..len) into out (cap bytes, NUL-terminated); in a
- * query '+' is a space. Returns the decoded length, or -1 if an escape is
- * malformed or the result does not fit. */
-static long
-url_decode(const char *s, size_t len, bool query, char *out, size_t cap)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++) {
-		int c = (unsigned char)s[i];
-		if (c == '%') {
-			if (i + 2 >= len || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
-				return -1;
-			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
-			i += 2;
-		} else if (c == '+' && query) {
-			c = ' ';
-		}
-		if (n + 1 >= cap)
-			return -1;
-		out[n++] = (char)c;
-	}
-	out[n] = '\0';
-	return (long)n;
-}
-
-/* Content-Length: digits only. Returns false if malformed. */
-static bool
-parse_length(const char *s, size_t *out)
-{
-	uint64_t v = 0;
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++) {
-		if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
-			return false;
-		v = v * 10 + (uint64_t)(*s - '0');
-	}
-	if (v > SIZE_MAX / 2)
-		return false;
-	*out = (size_t)v;
-	return true;
-}
-
-/* The enqueue parameters of a query string: delay and priority. Returns 0,
- * or -1 with why filled. */
-static int
-parse_query(hreq *x, const char *q, size_t qlen, char *why, size_t whylen)
-{
-	const char *end = q + qlen;
-	while (q < end) {
-		const char *amp = memchr(q, '&', (size_t)(end - q));
-		const char *stop = amp ? amp : end;
-		const char *eq = memchr(q, '=', (size_t)(stop - q));
-		char name[PARAM_MAX], value[PARAM_MAX];
-		if (stop == q) {
-			q = stop + 1;
-			continue;
-		}
-		if (url_decode(q, (size_t)((eq ? eq : stop) - q), true, name, sizeof(name)) < 0 ||
-		    url_decode(eq ? eq + 1 : stop, eq ? (size_t)(stop - eq - 1) : 0, true, value,
-		               sizeof(value)) < 0) {
-			snprintf(why, whylen, "malformed query parameter");
-			return -1;
-		}
-		if (strcmp(name, "delay") == 0) {
-			int64_t ms;
-			if (cfg_duration_parse(value, &ms) != 0 || ms < 0 || ms > UINT32_MAX) {
-				snprintf(why, whylen,
-				         "bad delay '%s': use a duration like 500ms, 10s or 5m, or seconds",
-				         value);
-				return -1;
-			}
-			x->delay_ms = (uint32_t)ms;
-		} else if (strcmp(name, "priority") == 0) {
-			char *e;
-			errno = 0;
-			long long p = strtoll(value, &e, 10);
-			if (value[0] == '\0' || *e != '\0' || errno != 0 || p < INT32_MIN || p > INT32_MAX) {
-				snprintf(why, whylen, "bad priority '%s': use an integer (higher first)", value);
-				return -1;
-			}
-			x->priority = (int32_t)p;
-		} else {
-			snprintf(why, whylen, "unknown parameter '%s' (known: delay, priority)", name);
-			return -1;
-		}
-		q = stop + (amp ? 1 : 0);
-	}
-	return 0;
-}
-
-/* Is the Authorization header the bearer token? Compares in time that
- * depends on the lengths only. */
-static bool
-token_ok(const brk_http *h, const char *auth)
-{
-	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
-		return false;
-	const char *t = auth + 7;
-	while (*t == ' ')
-		t++;
-	size_t n = strlen(t);
-	while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t'))
-		n--;
-	volatile unsigned char d = n != h->token_len;
-	for (size_t i = 0; i < h->token_len; i++)
-		d |= (unsigned char)(h->token[i] ^ (i < n ? t[i] : 0));
-	return d == 0;
 }
 
 /* ---- the writer side ---- */
@@ -888,17 +771,6 @@ submit(hreq *x)
 	pthread_rwlock_unlock(&h->drain_lock);
 }
 
-static size_t
-digits(size_t n)
-{
-	size_t d = 1;
-	while (n >= 10) {
-		n /= 10;
-		d++;
-	}
-	return d;
-}
-
 /* Builds x's ENQUEUE frame from its body; returns 0, or an HTTP status
  * with why filled. A batch with an Idempotency-Key gives its i-th message
  * (from 0) the key KEY/i, so that resending the batch stores it once. */
@@ -908,34 +780,31 @@ build_enqueue(hreq *x, char *why, size_t whylen)
 	brk_http *h = x->h;
 	const uint8_t *body = x->body ? x->body : (const uint8_t *)"";
 	const uint8_t *end = body + x->want;
-	size_t n = 0, size = PROTO_ENQUEUE_BASE(x->qlen);
+	size_t n = 1, size = PROTO_ENQUEUE_BASE(x->qlen), items, bad, bad_len;
 	char key[PROTO_MAX_KEY_LEN + 1];
 	proto_buf b;
 
-	for (const uint8_t *s = body; x->kind == K_BATCH && s < end; n++) {
-		const uint8_t *nl = memchr(s, '\n', (size_t)(end - s));
-		size_t len = (size_t)((nl ? nl : end) - s);
-		size_t kl = x->klen ? x->klen + 1 + digits(n) : 0;
-		if (len > h->max_message) {
+	if (x->kind == K_ENQUEUE) {
+		size += proto_enq_item_size(x->klen, x->want);
+	} else {
+		switch (brk_http_batch_scan(body, x->want, h->max_message, x->klen, &n, &items, &bad,
+		                            &bad_len)) {
+		case BRK_HTTP_OK:
+			size += items;
+			break;
+		case BRK_HTTP_E_TOO_LARGE:
 			snprintf(why, whylen,
 			         "message %zu is %zu bytes; the limit is %zu (broker.max_message_bytes); "
-			         "nothing was stored", n + 1, len, h->max_message);
+			         "nothing was stored", bad + 1, bad_len, h->max_message);
 			return 413;
-		}
-		if (kl > PROTO_MAX_KEY_LEN) {
+		case BRK_HTTP_E_KEY:
 			snprintf(why, whylen, "Idempotency-Key too long for a batch of this size (keys are "
 			         "KEY/i, at most %d bytes)", PROTO_MAX_KEY_LEN);
 			return 400;
+		default:
+			snprintf(why, whylen, "the body holds no messages (one per line)");
+			return 400;
 		}
-		size += proto_enq_item_size(kl, len);
-		s = nl ? nl + 1 : end;
-	}
-	if (x->kind == K_ENQUEUE) {
-		n = 1;
-		size += proto_enq_item_size(x->klen, x->want);
-	} else if (n == 0) {
-		snprintf(why, whylen, "the body holds no messages (one per line)");
-		return 400;
 	}
 	if (size > h->frame_limit) {
 		snprintf(why, whylen, "the batch needs %zu bytes; the limit is %zu: send smaller batches",
@@ -954,14 +823,13 @@ build_enqueue(hreq *x, char *why, size_t whylen)
 		m.payload = (proto_span){body, x->want};
 		proto_enc_enq_item(&b, &m);
 	} else {
-		size_t i = 0;
-		for (const uint8_t *s = body; s < end; i++) {
-			const uint8_t *nl = memchr(s, '\n', (size_t)(end - s));
-			m.payload = (proto_span){s, (size_t)((nl ? nl : end) - s)};
+		const uint8_t *pos = body, *msg;
+		size_t len;
+		for (size_t i = 0; brk_http_batch_next(&pos, end, &msg, &len); i++) {
+			m.payload = (proto_span){msg, len};
 			m.key.ptr = (const uint8_t *)key;
 			m.key.len = x->klen ? (size_t)snprintf(key, sizeof(key), "%s/%zu", x->key, i) : 0;
 			proto_enc_enq_item(&b, &m);
-			s = nl ? nl + 1 : end;
 		}
 	}
 	if (proto_end(&b) != PROTO_OK || proto_frame_decode(x->frame, b.len, &x->r.f) != PROTO_OK) {
@@ -1060,20 +928,22 @@ start_enqueue(brk_http *h, nng_http_req *req, hreq *x, const char *query,
 {
 	char why[256];
 	const char *key = nng_http_req_get_header(req, "Idempotency-Key");
-	const char *expect = nng_http_req_get_header(req, "Expect");
-	bool cont = expect != NULL && strcasecmp(expect, "100-continue") == 0;
+	bool cont = brk_http_expects_continue(nng_http_req_get_header(req, "Expect"));
 	size_t limit = x->kind == K_BATCH ? h->frame_limit : h->max_message;
+	brk_http_params params = {0};
 
-	if (parse_query(x, query, qlen, why, sizeof(why)) != 0) {
+	if (brk_http_query(query, qlen, &params, why, sizeof(why)) != 0) {
 		finish_error(x, 400, unread, 0, why);
 		return;
 	}
+	x->delay_ms = params.delay_ms;
+	x->priority = params.priority;
 	if (key != NULL) {
-		x->klen = strlen(key);
-		if (x->klen == 0 || x->klen > PROTO_MAX_KEY_LEN) {
+		if (!brk_http_key_ok(key)) {
 			finish_error(x, 400, unread, 0, "Idempotency-Key must be 1 to 255 bytes");
 			return;
 		}
+		x->klen = strlen(key);
 		memcpy(x->key, key, x->klen + 1);
 	}
 	x->want = want;
@@ -1111,12 +981,6 @@ start_enqueue(brk_http *h, nng_http_req *req, hreq *x, const char *query,
 	read_body(x);
 }
 
-static bool
-path_is(const char *path, size_t len, const char *lit)
-{
-	return len == strlen(lit) && memcmp(path, lit, len) == 0;
-}
-
 /* The handler: every path, every method. Runs on an NNG thread. */
 static void
 on_request(nng_aio *aio)
@@ -1143,52 +1007,30 @@ on_request(nng_aio *aio)
 		respond_error(h, aio, 411, A_CLOSE, "send the body with a Content-Length");
 		return;
 	}
-	if (cl != NULL && !parse_length(cl, &want)) {
+	if (cl != NULL && !brk_http_content_length(cl, &want)) {
 		respond_error(h, aio, 400, A_CLOSE, "bad Content-Length");
 		return;
 	}
 	unread = want > 0 ? A_CLOSE : 0;
 
-	if (path_is(uri, plen, "/healthz")) {
+	const char *qname;
+	size_t qnlen;
+	kind = brk_http_route(uri, plen, &qname, &qnlen);
+	if (kind == BRK_HTTP_HEALTH) {
 		if (!get)
 			respond_error(h, aio, 405, A_ALLOW_GET | unread, "use GET");
 		else
 			respond(h, aio, 200, TEXT, "ok\n", 3, unread, 0);
 		return;
 	}
-	if (h->token != NULL && !token_ok(h, nng_http_req_get_header(req, "Authorization"))) {
+	if (h->token != NULL &&
+	    !brk_http_bearer_ok(h->token, h->token_len, nng_http_req_get_header(req, "Authorization"))) {
 		respond_error(h, aio, 401, A_CHALLENGE | unread,
 		              "this endpoint needs 'Authorization: Bearer TOKEN' (broker.http_token)");
 		return;
 	}
 
-	const char *qname = NULL, *sub = NULL;
-	size_t qnlen = 0;
-	static const char prefix[] = "/v1/queues/";
-	if (path_is(uri, plen, "/readyz"))
-		kind = K_READY;
-	else if (path_is(uri, plen, "/metrics"))
-		kind = K_METRICS;
-	else if (path_is(uri, plen, "/v1/queues") || path_is(uri, plen, "/v1/queues/"))
-		kind = K_QUEUES;
-	else if (plen > sizeof(prefix) - 1 && memcmp(uri, prefix, sizeof(prefix) - 1) == 0) {
-		qname = uri + sizeof(prefix) - 1;
-		const char *slash = memchr(qname, '/', plen - (size_t)(qname - uri));
-		qnlen = slash ? (size_t)(slash - qname) : plen - (size_t)(qname - uri);
-		sub = slash ? slash + 1 : NULL;
-		size_t sublen = sub ? plen - (size_t)(sub - uri) : 0;
-		if (sub == NULL)
-			kind = K_QUEUE;
-		else if (path_is(sub, sublen, "messages"))
-			kind = K_ENQUEUE;
-		else if (path_is(sub, sublen, "messages:batch"))
-			kind = K_BATCH;
-		else
-			kind = -1;
-	} else
-		kind = -1;
-
-	if (kind < 0) {
+	if (kind == BRK_HTTP_NONE) {
 		respond_error(h, aio, 404, unread, "no such endpoint: %s %.*s", method,
 		              (int)(plen > 200 ? 200 : plen), uri);
 		return;
@@ -1209,10 +1051,10 @@ on_request(nng_aio *aio)
 	x->conn = conn;
 	x->kind = kind;
 	if (qname != NULL) {
-		long n = url_decode(qname, qnlen, false, x->queue, sizeof(x->queue));
-		if (n < 0 || !cfg_queue_name_valid(x->queue, (size_t)n)) {
+		int rc = brk_http_queue_name(qname, qnlen, x->queue, sizeof(x->queue), &x->qlen);
+		if (rc != BRK_HTTP_OK) {
 			char why[256];
-			if (n >= 0)
+			if (rc == BRK_HTTP_E_NAME)
 				snprintf(why, sizeof(why), "bad queue name '%s': use 1-128 of A-Z a-z 0-9 . _ -",
 				         x->queue);
 			else
@@ -1221,7 +1063,6 @@ on_request(nng_aio *aio)
 			finish_error(x, 400, unread, 0, why);
 			return;
 		}
-		x->qlen = (size_t)n;
 	}
 	if (writes) {
 		start_enqueue(h, req, x, query, strlen(query), want, unread);
