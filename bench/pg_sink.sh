@@ -18,6 +18,9 @@
 #    direct   `sluice load --target direct --db postgres --vus 64 --pool 64`:
 #             every write is an INSERT in its own transaction, read back with a
 #             SELECT (a transaction too);
+#    pgbench  the same INSERT from `pgbench -n -c 64 -j 2 -T SECONDS`, without
+#             the read-back: the lightest client there is (when pgbench is
+#             installed);
 #    sluice   `sluice load --target sluice --vus 64` against a broker with
 #             WORKERS workers (default 1) writing to the same database; the
 #             window runs from the start of the load until the table holds
@@ -152,6 +155,17 @@ d_fail=$(json_total "$SCRATCH/direct.json" failed)
 d_p99=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['total']['latency_ms']['p99'])" "$SCRATCH/direct.json")
 d_rows=$(q "SELECT count(*) FROM direct_events")
 
+p_tps=0 p_x=0 p_lat=-
+if command -v pgbench >/dev/null; then
+	q "CREATE TABLE pgbench_events (LIKE direct_events INCLUDING ALL); CREATE SEQUENCE pgbench_ids"
+	echo "INSERT INTO pgbench_events (id, queue, payload, enqueued_at, committed_at) VALUES (nextval('pgbench_ids'), 'bench', convert_to(repeat('.', 200), 'UTF8'), now(), now());" >"$SCRATCH/insert.sql"
+	x0=$(xacts)
+	pgbench -n -c $VUS -j 2 -T "$SECS" -f "$SCRATCH/insert.sql" "$DSN" >"$SCRATCH/pgbench.out" 2>&1
+	p_x=$(( $(xacts) - x0 ))
+	p_tps=$(awk '/^tps/ { print $3; exit }' "$SCRATCH/pgbench.out")
+	p_lat=$(awk '/^latency average/ { print $4; exit }' "$SCRATCH/pgbench.out")
+fi
+
 cfg=$(config sluice sluice_events)
 broker_start "$cfg"
 w=0
@@ -161,7 +175,7 @@ while [ $w -lt "$WORKERS" ]; do
 	w=$((w + 1))
 done
 sleep 1 # the workers are connected
-x0=$(xacts)
+x0s=$(xacts)
 t0=$(now_ms)
 "$BIN/sluice" -c "$cfg" load --target sluice --queue bench --vus $VUS --duration "${SECS}s" \
 	--quiet --json "$SCRATCH/sluice.json" >/dev/null
@@ -177,22 +191,25 @@ s_rows=$(q "SELECT count(*) FROM sluice_events")
 s_ids=$(q "SELECT count(DISTINCT id) FROM sluice_events")
 
 awk -v dok="$d_ok" -v ddur="$d_dur" -v dx="$d_x" -v dfail="$d_fail" -v dp99="$d_p99" -v drows="$d_rows" \
-    -v sok="$s_ok" -v sdur="$s_dur" -v sx=$((x1s - x0)) -v sfail="$s_fail" -v sp99="$s_p99" \
+    -v ptps="$p_tps" -v px="$p_x" -v plat="$p_lat" -v secs="$SECS" \
+    -v sok="$s_ok" -v sdur="$s_dur" -v sx=$((x1s - x0s)) -v sfail="$s_fail" -v sp99="$s_p99" \
     -v srows="$s_rows" -v sids="$s_ids" -v win="$(( t1 - t0 ))" -v workers="$WORKERS" 'BEGIN {
 	drps = dok / ddur; dtps = dx / ddur
 	srps = sok / sdur; stps = sx / (win / 1000)
-	printf "   %-34s %14s %16s\n", "", "direct", "through Sluice"
-	printf "   %-34s %14.0f %16.0f\n", "acknowledged rows/s", drps, srps
-	printf "   %-34s %14.1f %16.1f\n", "p99 latency (ms)", dp99, sp99
-	printf "   %-34s %14d %16d\n", "failed requests", dfail, sfail
-	printf "   %-34s %14.2f %16.2f\n", "window (s)", ddur, win / 1000
-	printf "   %-34s %14d %16d\n", "xact_commit delta", dx, sx
-	printf "   %-34s %14.0f %16.1f\n", "database transactions/s", dtps, stps
-	printf "   %-34s %14.1f %16.0f\n", "rows per transaction", (dx ? drows / dx : 0), (sx ? srows / sx : 0)
+	ptpsx = px / secs
+	printf "   %-30s %12s %12s %16s\n", "", "direct", "pgbench", "through Sluice"
+	printf "   %-30s %12.0f %12.0f %16.0f\n", "acknowledged rows/s", drps, ptps, srps
+	printf "   %-30s %12.1f %12s %16.1f\n", "p99 latency (ms)", dp99, "avg " plat, sp99
+	printf "   %-30s %12d %12s %16d\n", "failed requests", dfail, "-", sfail
+	printf "   %-30s %12.2f %12.2f %16.2f\n", "window (s)", ddur, secs, win / 1000
+	printf "   %-30s %12d %12d %16d\n", "xact_commit delta", dx, px, sx
+	printf "   %-30s %12.0f %12.0f %16.1f\n", "database transactions/s", dtps, ptpsx, stps
+	printf "   %-30s %12.1f %12.1f %16.0f\n", "rows per transaction", (dx ? drows / dx : 0), (px ? ptps * secs / px : 0), (sx ? srows / sx : 0)
 	printf "   rows in the table: direct %d of %d acknowledged; through Sluice %d of %d (%d distinct ids, %d worker(s))\n",
 	       drows, dok, srows, sok, sids, workers
-	printf "   transactions/s, Sluice / direct: 1/%.0f (want at most 1/100); direct write transactions only (half are the read-backs): 1/%.0f\n",
-	       (stps > 0 ? dtps / stps : 0), (stps > 0 ? dtps / 2 / stps : 0)
-	printf "   rows/s, Sluice / direct: %.2fx (want at least 5x)\n", (drps > 0 ? srps / drps : 0)
+	printf "   transactions/s, Sluice / direct: 1/%.0f, of which writes (half are read-backs) 1/%.0f; Sluice / pgbench: 1/%.0f (want at most 1/100)\n",
+	       (stps > 0 ? dtps / stps : 0), (stps > 0 ? dtps / 2 / stps : 0), (stps > 0 ? ptpsx / stps : 0)
+	printf "   rows/s, Sluice / direct: %.2fx; Sluice / pgbench: %.2fx (want at least 5x)\n",
+	       (drps > 0 ? srps / drps : 0), (ptps > 0 ? srps / ptps : 0)
 }'
 [ "$s_rows" = "$s_ok" ] && [ "$s_ids" = "$s_ok" ] || { echo "pg_sink: NOT exactly once" >&2; exit 1; }
