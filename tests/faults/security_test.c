@@ -1,4 +1,7 @@
-/* security_test: mutual TLS and private files.
+/* security_test: loopback by default, mutual TLS and private files.
+ *
+ * The built-in configuration (and config/sluice.yaml) listens on
+ * 127.0.0.1 only.
  *
  * A tls+tcp:// listener with broker.tls.require_client_cert refuses a
  * client without a certificate and one whose certificate another CA
@@ -11,6 +14,7 @@
  * The broker's database (and its directory, WAL, shared memory and lock),
  * the sink database and the supervisor's state file are created private
  * to their user (0600, directories 0700), whatever the umask. */
+#include "config.h"
 #include "fault.h"
 #include "harness.h"
 
@@ -177,7 +181,31 @@ files_are_private_whatever_the_umask(void)
 	}
 }
 
+/* Without a configuration every listener is on loopback. */
+static void
+defaults_listen_on_loopback_only(void)
+{
+	cfg *c;
+	cfg_error e;
+	CHECK_EQ(cfg_load(NULL, &c, &e), CFG_OK);
+	for (size_t i = 0; i < c->broker.nlisten; i++) {
+		printf("  broker.listen: %s\n", c->broker.listen[i]);
+		CHECK(strncmp(c->broker.listen[i], "tcp://127.0.0.1:", 16) == 0 ||
+		      strncmp(c->broker.listen[i], "ipc://", 6) == 0);
+	}
+	printf("  broker.http: %s\n", c->broker.http);
+	CHECK(strncmp(c->broker.http, "127.0.0.1:", 10) == 0);
+	CHECK(strncmp(c->worker.broker, "tcp://127.0.0.1:", 16) == 0);
+	cfg_free(c);
+	/* and config/sluice.yaml says the same */
+	CHECK_EQ(cfg_load(th_src("config/sluice.yaml"), &c, &e), CFG_OK);
+	CHECK_STR(c->broker.listen[0], "tcp://127.0.0.1:7450");
+	CHECK_STR(c->broker.http, "127.0.0.1:7451");
+	cfg_free(c);
+}
+
 static const th_case cases[] = {
+	TH_CASE(defaults_listen_on_loopback_only),
 	TH_CASE(mutual_tls_refuses_strangers_and_serves_holders),
 	TH_CASE(files_are_private_whatever_the_umask),
 	{NULL, NULL},
