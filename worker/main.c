@@ -34,8 +34,9 @@ static const char usage_text[] =
 	"usage: sluice-worker [-c FILE] [-q QUEUE] [-b URL] [-v] [-h]\n"
 	"\n"
 	"Leases messages from a queue and hands them, in batches, to the sink of\n"
-	"the configuration (section `worker`): a SQLite table, or a command run\n"
-	"once per message. SIGTERM or SIGINT: finish the batch in hand, exit 0.\n"
+	"the configuration (section `worker`): a SQLite or PostgreSQL table, or a\n"
+	"command run once per message. SIGTERM or SIGINT: finish the batch in hand,\n"
+	"exit 0.\n"
 	"\n"
 	"  -c, --config FILE   configuration (default: the built-in defaults)\n"
 	"  -q, --queue QUEUE   queue to drain instead of worker.queue\n"
@@ -167,6 +168,9 @@ describe_sink(const cfg_sink *s, char *out, size_t len)
 	if (s->type == CFG_SINK_EXEC)
 		snprintf(out, len, "exec %s (concurrency %d, timeout %lld ms)",
 		         s->ncommand > 0 ? s->command[0] : "?", s->concurrency, (long long)s->timeout_ms);
+	else if (s->type == CFG_SINK_POSTGRES) /* the DSN may hold a password: the sink logs it redacted */
+		snprintf(out, len, "postgres table %s (format %s)", s->table,
+		         s->format == CFG_FORMAT_JSON ? "json" : "raw");
 	else
 		snprintf(out, len, "sqlite %s table %s (synchronous %s)", s->path, s->table,
 		         s->synchronous == CFG_SYNC_FULL ? "full"
