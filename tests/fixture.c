@@ -3,6 +3,7 @@
 
 #include "harness.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -143,6 +144,70 @@ fx_put(sluice_client *c, const char *queue, const char *prefix, long start, long
 	free(msgs);
 	free(text);
 	free(ids);
+	return acked;
+}
+
+typedef struct producer {
+	sluice_client *c;
+	const char *queue;
+	const char *prefix;
+	long start, n;
+	int64_t spread_ms;
+	long acked;
+	pthread_t t;
+	bool started;
+} producer;
+
+struct fx_producers {
+	producer p[FX_PRODUCERS];
+};
+
+static void *
+produce_main(void *arg)
+{
+	producer *p = arg;
+	int64_t t0 = th_now_ms();
+	for (long i = 0; i < p->n; i += 500) {
+		long k = p->n - i < 500 ? p->n - i : 500;
+		p->acked += fx_put(p->c, p->queue, p->prefix, p->start + i, k, 500);
+		if (p->spread_ms > 0) {
+			int64_t due = t0 + p->spread_ms * (i + k) / p->n;
+			while (th_now_ms() < due)
+				usleep(5000);
+		}
+	}
+	return NULL;
+}
+
+fx_producers *
+fx_produce(const char *queue, const char *prefix, long n, int64_t spread_ms)
+{
+	fx_producers *ps = calloc(1, sizeof(*ps));
+	if (ps == NULL)
+		th_fail(__FILE__, __LINE__, "out of memory");
+	long per = (n + FX_PRODUCERS - 1) / FX_PRODUCERS;
+	for (int i = 0; i < FX_PRODUCERS; i++) {
+		producer *p = &ps->p[i];
+		long start = i * per, k = n - start < per ? n - start : per;
+		*p = (producer){.c = fx_client(), .queue = queue, .prefix = prefix, .start = start,
+		                .n = k > 0 ? k : 0, .spread_ms = spread_ms};
+		p->started = pthread_create(&p->t, NULL, produce_main, p) == 0;
+		if (!p->started)
+			th_fail(__FILE__, __LINE__, "cannot start a producer thread");
+	}
+	return ps;
+}
+
+long
+fx_produce_wait(fx_producers *ps)
+{
+	long acked = 0;
+	for (int i = 0; i < FX_PRODUCERS; i++) {
+		if (ps->p[i].started)
+			pthread_join(ps->p[i].t, NULL);
+		acked += ps->p[i].acked;
+	}
+	free(ps);
 	return acked;
 }
 

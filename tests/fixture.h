@@ -55,6 +55,15 @@ sluice_client *fx_client(void);
  * returns how many were acknowledged. */
 long fx_put(sluice_client *c, const char *queue, const char *prefix, long start, long n,
             int batch);
+/* Producers: FX_PRODUCERS threads, each with its own client, enqueuing
+ * "PREFIX-i" for i in [0, n) to queue between them in batches of 500,
+ * spread evenly over spread_ms (0: as fast as the broker takes them). */
+#define FX_PRODUCERS 4
+typedef struct fx_producers fx_producers;
+fx_producers *fx_produce(const char *queue, const char *prefix, long n, int64_t spread_ms);
+/* Waits for them and frees; returns how many messages were acknowledged. */
+long fx_produce_wait(fx_producers *p);
+
 /* A queue's stat field (-1 if absent or the call failed). */
 int64_t fx_stat(sluice_client *c, const char *queue, const char *field);
 /* Waits until the backlog (ready + delayed + in flight) of queue is 0. */

@@ -22,62 +22,9 @@
 #include <unistd.h>
 
 #define Q "default"
-#define PRODUCERS 4
 #define TABLE "sluice_events"
 
 /* ---- helpers ------------------------------------------------------------- */
-
-typedef struct producer {
-	sluice_client *c;
-	const char *prefix;
-	long start, n;
-	int64_t spread_ms; /* 0: as fast as the broker takes them */
-	long acked;
-	pthread_t t;
-} producer;
-
-static void *
-produce_main(void *arg)
-{
-	producer *p = arg;
-	int64_t t0 = th_now_ms();
-	for (long i = 0; i < p->n; i += 500) {
-		long k = p->n - i < 500 ? p->n - i : 500;
-		p->acked += fx_put(p->c, Q, p->prefix, p->start + i, k, 500);
-		if (p->spread_ms > 0) {
-			int64_t due = t0 + p->spread_ms * (i + k) / p->n;
-			while (th_now_ms() < due)
-				usleep(5000);
-		}
-	}
-	return NULL;
-}
-
-/* PRODUCERS threads enqueue "prefix-i" for i in [0, n) over spread_ms. */
-static producer *
-produce_start(const char *prefix, long n, int64_t spread_ms)
-{
-	static producer ps[PRODUCERS];
-	long per = (n + PRODUCERS - 1) / PRODUCERS;
-	for (int i = 0; i < PRODUCERS; i++) {
-		long start = i * per, k = n - start < per ? n - start : per;
-		ps[i] = (producer){.c = fx_client(), .prefix = prefix, .start = start,
-		                   .n = k > 0 ? k : 0, .spread_ms = spread_ms};
-		CHECK(pthread_create(&ps[i].t, NULL, produce_main, &ps[i]) == 0);
-	}
-	return ps;
-}
-
-static long
-produce_wait(producer *ps)
-{
-	long acked = 0;
-	for (int i = 0; i < PRODUCERS; i++) {
-		pthread_join(ps[i].t, NULL);
-		acked += ps[i].acked;
-	}
-	return acked;
-}
 
 /* The sink section for a postgres sink on dsn, plus extra lines. */
 static const char *
@@ -204,7 +151,7 @@ exactly_once_under_sigkill_chaos(void)
 	for (int i = 0; i < N; i++)
 		w[i] = fx_worker(th_fmt("worker%d.%d.log", i, gen[i]), NULL);
 	sluice_client *c = fx_client();
-	producer *ps = produce_start("m", n, 10000);
+	fx_producers *ps = fx_produce(Q, "m", n, 10000);
 	srand((unsigned)getpid());
 	int64_t chaos_end = th_now_ms() + 10000, give_up = th_now_ms() + 120000;
 	int kills = 0;
@@ -220,7 +167,7 @@ exactly_once_under_sigkill_chaos(void)
 		    fx_stat(c, Q, "backlog") < n / 10)
 			break;
 	}
-	CHECK_EQ(produce_wait(ps), n);
+	CHECK_EQ(fx_produce_wait(ps), n);
 	CHECK(kills >= 8);
 	CHECK(fx_drained(c, Q, 90000));
 	audit("m", n);
@@ -248,7 +195,7 @@ server_stop_trips_breaker_and_flow_resumes(void)
 	fx_broker("broker.log");
 	sluice_client *c = fx_client();
 	pid_t w = fx_worker("worker.log", NULL);
-	producer *ps = produce_start("m", n, 8000);
+	fx_producers *ps = fx_produce(Q, "m", n, 8000);
 	int64_t end = th_now_ms() + 60000;
 	while (fx_stat(c, Q, "acked_total") < n / 5 && th_now_ms() < end)
 		usleep(20000);
@@ -264,7 +211,7 @@ server_stop_trips_breaker_and_flow_resumes(void)
 	CHECK(fx_stat(c, Q, "sink_failures") >= 1);
 	CHECK(th_wait(w, 0) == -1); /* still running */
 	pgc_restart();
-	CHECK_EQ(produce_wait(ps), n);
+	CHECK_EQ(fx_produce_wait(ps), n);
 	CHECK(fx_drained(c, Q, 60000));
 	audit("m", n);
 	CHECK_EQ(fx_stat(c, Q, "dead"), 0);

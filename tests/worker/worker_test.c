@@ -21,62 +21,8 @@
 
 #define Q "default"
 #define MAX_WORKERS 8
-#define PRODUCERS 4
 
 /* ---- helpers ------------------------------------------------------------- */
-
-typedef struct producer {
-	sluice_client *c;
-	const char *prefix;
-	long start, n;
-	int64_t spread_ms; /* 0: as fast as the broker takes them */
-	long acked;
-	pthread_t t;
-} producer;
-
-static void *
-produce_main(void *arg)
-{
-	producer *p = arg;
-	int64_t t0 = th_now_ms();
-	for (long i = 0; i < p->n; i += 500) {
-		long k = p->n - i < 500 ? p->n - i : 500;
-		p->acked += fx_put(p->c, Q, p->prefix, p->start + i, k, 500);
-		if (p->spread_ms > 0) {
-			int64_t due = t0 + p->spread_ms * (i + k) / p->n;
-			while (th_now_ms() < due)
-				usleep(5000);
-		}
-	}
-	return NULL;
-}
-
-/* Starts PRODUCERS threads, each with its own client, enqueuing
- * "prefix-i" for i in [0, n) between them, spread over spread_ms. */
-static producer *
-produce_start(const char *prefix, long n, int64_t spread_ms)
-{
-	static producer ps[PRODUCERS];
-	long per = (n + PRODUCERS - 1) / PRODUCERS;
-	for (int i = 0; i < PRODUCERS; i++) {
-		long start = i * per, k = n - start < per ? n - start : per;
-		ps[i] = (producer){.c = fx_client(), .prefix = prefix, .start = start,
-		                   .n = k > 0 ? k : 0, .spread_ms = spread_ms};
-		CHECK(pthread_create(&ps[i].t, NULL, produce_main, &ps[i]) == 0);
-	}
-	return ps;
-}
-
-static long
-produce_wait(producer *ps)
-{
-	long acked = 0;
-	for (int i = 0; i < PRODUCERS; i++) {
-		pthread_join(ps[i].t, NULL);
-		acked += ps[i].acked;
-	}
-	return acked;
-}
 
 /* Every "prefix-i", i in [0, n), is in the sink exactly once, and nothing else. */
 static void
@@ -118,8 +64,8 @@ drain_with(int nworkers)
 	fx_broker("broker.log");
 	for (int i = 0; i < nworkers; i++)
 		w[i] = fx_worker(th_fmt("worker%d.log", i), NULL);
-	producer *ps = produce_start("m", n, 0);
-	CHECK_EQ(produce_wait(ps), n);
+	fx_producers *ps = fx_produce(Q, "m", n, 0);
+	CHECK_EQ(fx_produce_wait(ps), n);
 	sluice_client *c = fx_client();
 	CHECK(fx_drained(c, Q, 100000));
 	audit("m", n);
@@ -173,7 +119,7 @@ exactly_once_under_sigkill_chaos(void)
 	for (int i = 0; i < N; i++)
 		w[i] = fx_worker(th_fmt("worker%d.%d.log", i, gen[i]), NULL);
 	sluice_client *c = fx_client();
-	producer *ps = produce_start("m", n, 10000);
+	fx_producers *ps = fx_produce(Q, "m", n, 10000);
 	srand((unsigned)getpid());
 	int64_t chaos_end = th_now_ms() + 10000, give_up = th_now_ms() + 90000;
 	int kills = 0;
@@ -191,7 +137,7 @@ exactly_once_under_sigkill_chaos(void)
 		    fx_stat(c, Q, "backlog") < n / 10)
 			break;
 	}
-	CHECK_EQ(produce_wait(ps), n);
+	CHECK_EQ(fx_produce_wait(ps), n);
 	CHECK(kills >= 8);
 	CHECK(fx_drained(c, Q, 60000));
 	audit("m", n);
@@ -212,7 +158,7 @@ sigterm_mid_stream_loses_nothing(void)
 	sluice_client *c = fx_client();
 	pid_t w0 = fx_worker("worker0.log", NULL);
 	pid_t w1 = fx_worker("worker1.log", NULL);
-	producer *ps = produce_start("m", n, 5000);
+	fx_producers *ps = fx_produce(Q, "m", n, 5000);
 	int64_t end = th_now_ms() + 60000;
 	while (fx_stat(c, Q, "acked_total") < n / 5 && th_now_ms() < end)
 		usleep(20000);
@@ -225,7 +171,7 @@ sigterm_mid_stream_loses_nothing(void)
 	/* both stopped mid-stream: nothing may be left leased */
 	CHECK_EQ(fx_stat(c, Q, "in_flight"), 0);
 	CHECK(fx_stat(c, Q, "acked_total") < n);
-	CHECK_EQ(produce_wait(ps), n);
+	CHECK_EQ(fx_produce_wait(ps), n);
 	pid_t w2 = fx_worker("worker2.log", NULL);
 	CHECK(fx_drained(c, Q, 60000));
 	audit("m", n);
