@@ -475,40 +475,21 @@ writer_done(brk_req *r)
 /* ---- figures (on the writer thread) ---- */
 
 static void
+json_field(void *arg, const char *key, int64_t value)
+{
+	jbuf_printf(arg, ",\"%s\":%lld", key, (long long)value);
+}
+
+/* A queue's figures as STATS names them, plus the age in seconds (for
+ * KEDA and people) and whether it is a dead-letter queue. */
+static void
 queue_json(jbuf *b, const brk_queue_view *q)
 {
-	const struct {
-		const char *key;
-		int64_t value;
-	} opt[] = {
-		{"sink_workers", q->sink_workers},
-		{"sink_commit_p99_us", q->sink_commit_p99_us},
-		{"sink_batches", q->sink_batches},
-		{"sink_failures", q->sink_failures},
-		{"sink_breaker_open", q->sink_breaker_open},
-		{"workers_desired", q->desired_workers},
-		{"workers_current", q->current_workers},
-		{"workers_restarts", q->worker_restarts},
-		{"guard_holds", q->guard_holds},
-	};
 	jbuf_put(b, "{\"name\":", 8);
 	jbuf_json_str(b, q->name, strlen(q->name));
-	jbuf_printf(b,
-	            ",\"depth\":%llu,\"in_flight\":%llu,\"delayed\":%llu,\"dead\":%llu,"
-	            "\"backlog\":%llu,\"oldest_ready_age_seconds\":%.3f,\"max_depth\":%lld,"
-	            "\"enqueued_total\":%llu,\"acked_total\":%llu,\"nacked_total\":%llu,"
-	            "\"expired_total\":%llu,\"dead_lettered_total\":%llu,\"dead_letter_queue\":%s",
-	            (unsigned long long)q->depth, (unsigned long long)q->in_flight,
-	            (unsigned long long)q->delayed, (unsigned long long)q->dead,
-	            (unsigned long long)q->backlog, (double)q->oldest_ready_age_ms / 1000.0,
-	            (long long)q->max_depth, (unsigned long long)q->enqueued_total,
-	            (unsigned long long)q->acked_total, (unsigned long long)q->nacked_total,
-	            (unsigned long long)q->expired_total, (unsigned long long)q->dead_lettered_total,
-	            q->is_dead ? "true" : "false");
-	for (size_t i = 0; i < sizeof(opt) / sizeof(opt[0]); i++)
-		if (opt[i].value >= 0) /* -1: nothing reported */
-			jbuf_printf(b, ",\"%s\":%lld", opt[i].key, (long long)opt[i].value);
-	jbuf_put(b, "}", 1);
+	brk_queue_view_each(q, json_field, b);
+	jbuf_printf(b, ",\"oldest_ready_age_seconds\":%.3f,\"dead_letter_queue\":%s}",
+	            (double)q->oldest_ready_age_ms / 1000.0, q->is_dead ? "true" : "false");
 }
 
 static void

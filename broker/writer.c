@@ -1073,9 +1073,8 @@ brk_view_broker(const brk_view *v, brk_broker_view *b)
 	b->writable = w->writable;
 }
 
-/* STATS fields of one queue, in the order PROTOCOL.md lists them. */
-static size_t
-stats_fields(const brk_queue_view *q, proto_buf *b)
+void
+brk_queue_view_each(const brk_queue_view *q, void (*fn)(void *, const char *, int64_t), void *arg)
 {
 	const struct {
 		const char *key;
@@ -1103,15 +1102,32 @@ stats_fields(const brk_queue_view *q, proto_buf *b)
 		{"workers_restarts", q->worker_restarts},
 		{"guard_holds", q->guard_holds},
 	};
-	size_t size = 0;
-	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-		if (f[i].value < 0)
-			continue; /* nothing reported */
-		size += 1 + strlen(f[i].key) + 8;
-		if (b != NULL)
-			proto_enc_field(b, f[i].key, f[i].value);
-	}
-	return size;
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (f[i].value >= 0) /* -1: nothing reported */
+			fn(arg, f[i].key, f[i].value);
+}
+
+typedef struct field_sink {
+	proto_buf *b;  /* NULL: only count the size */
+	size_t size;
+} field_sink;
+
+static void
+stats_field(void *arg, const char *key, int64_t value)
+{
+	field_sink *fs = arg;
+	fs->size += 1 + strlen(key) + 8;
+	if (fs->b != NULL)
+		proto_enc_field(fs->b, key, value);
+}
+
+/* Encodes (b not NULL) or sizes the STATS fields of one queue. */
+static size_t
+stats_fields(const brk_queue_view *q, proto_buf *b)
+{
+	field_sink fs = {b, 0};
+	brk_queue_view_each(q, stats_field, &fs);
+	return fs.size;
 }
 
 static void

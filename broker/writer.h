@@ -88,6 +88,11 @@ typedef struct brk_queue_view {
 	bool is_dead;
 } brk_queue_view;
 
+/* Calls fn for each figure of q that STATS reports, by its name in
+ * PROTOCOL.md and in that order, leaving out what nobody has reported. */
+void brk_queue_view_each(const brk_queue_view *q,
+                         void (*fn)(void *arg, const char *key, int64_t value), void *arg);
+
 size_t brk_view_nqueues(const brk_view *v);
 /* Fills q with queue i's figures (creation order). */
 void brk_view_queue(const brk_view *v, size_t i, brk_queue_view *q);
