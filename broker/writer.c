@@ -1422,10 +1422,12 @@ requeue_front(brk_writer *w, brk_req *list)
 	pthread_mutex_unlock(&w->mu);
 }
 
-/* Step 2 of the loop: the writes of the batch in one transaction, as many
- * as the budget allows; the rest go back to the pending list. */
-static void
-run_writes(brk_writer *w, brk_req *batch, int64_t now)
+/* The writes of batch in one transaction, as many as the budget allows;
+ * the rest go back to the pending list. Answers each request; on failure
+ * every one run gets STORAGE and the index is rebuilt. Returns the
+ * store's error code, 0 when the transaction committed. */
+static int
+write_txn(brk_writer *w, brk_req *batch, int64_t now)
 {
 	int rc = 0;
 	size_t nwrites = 0;
@@ -1506,9 +1508,6 @@ run_writes(brk_writer *w, brk_req *batch, int64_t now)
 		if (reserve != 0)
 			w->stored_next_id = reserve;
 		apply_deltas(w);
-		if (!w->writable)
-			log_info("STORAGE-RECOVERED", "commits succeed again");
-		w->writable = true;
 	} else {
 		w->ndeltas = 0;
 		if (w->writable)
@@ -1526,6 +1525,37 @@ run_writes(brk_writer *w, brk_req *batch, int64_t now)
 		complete(w, r);
 	}
 	flush_completions(w);
+	return rc;
+}
+
+/* Step 2 of the loop: the writes of the batch. While storage fails (a
+ * full disk, most often) the requests that add nothing commit apart from
+ * the enqueues, so the acks of a drain, which free the space, are not
+ * refused with every enqueue that does not fit. */
+static void
+run_writes(brk_writer *w, brk_req *batch, int64_t now)
+{
+	int rc;
+	if (w->writable) {
+		rc = write_txn(w, batch, now);
+	} else {
+		brk_req *enq = NULL, **enq_tail = &enq, *rest = NULL, **rest_tail = &rest;
+		for (brk_req *r = batch, *next; r != NULL; r = next) {
+			next = r->next;
+			r->next = NULL;
+			brk_req ***tail = r->f.h.type == PROTO_T_ENQUEUE ? &enq_tail : &rest_tail;
+			**tail = r;
+			*tail = &r->next;
+		}
+		int rc_rest = rest != NULL ? write_txn(w, rest, now) : 0;
+		rc = enq != NULL ? write_txn(w, enq, now) : rc_rest;
+		if (rc == 0 && rc_rest != 0)
+			rc = rc_rest;
+	}
+	if (rc == 0 && !w->writable) {
+		log_info("STORAGE-RECOVERED", "commits succeed again");
+		w->writable = true;
+	}
 }
 
 /* Step 3: the reads of the batch (all of batch), then the parked leases. */

@@ -143,7 +143,8 @@ database_full_refuses_then_recovers(void)
 }
 
 /* The drain frees the space, even while producers keep retrying hard: a
- * group commit holds their refused enqueues and the workers' acks. */
+ * group commit would hold their refused enqueues and the workers' acks,
+ * so while storage fails the writer commits the acks apart. */
 static void
 full_database_drains_under_enqueue_pressure(void)
 {
@@ -165,7 +166,7 @@ full_database_drains_under_enqueue_pressure(void)
 	printf("  with the database full and 16 producers retrying: %ld acks in 5 s, %ld ack "
 	       "requests refused (backlog %lld)\n",
 	       a1 - a0, ack_refusals, (long long)fx_stat(c, Q, "backlog"));
-	CHECK(a1 > a0);
+	CHECK(a1 - a0 >= 500);
 	ft_audit_result r;
 	ft_audit(l, NULL, &r);
 	th_stop(w, SIGTERM, 20000);
