@@ -62,6 +62,26 @@ wait_workers(int want, int timeout_ms)
 	return true;
 }
 
+/* Waits until text occurs at least n times in the file at path. */
+static bool
+wait_log_count(const char *path, const char *text, int n, int timeout_ms)
+{
+	int64_t end = th_now_ms() + timeout_ms;
+	for (;;) {
+		int seen = 0;
+		const char *s = th_read(path);
+		while (s != NULL && (s = strstr(s, text)) != NULL) {
+			seen++;
+			s += strlen(text);
+		}
+		if (seen >= n)
+			return true;
+		if (th_now_ms() > end)
+			return false;
+		usleep(50000);
+	}
+}
+
 /* Milliseconds since the epoch of a log line's timestamp. */
 static int64_t
 line_ms(const char *line)
@@ -216,6 +236,9 @@ sighup_reloads_and_keeps_the_old_policy_on_a_bad_file(void)
 	kill(s, SIGHUP);
 	CHECK(th_wait_file(th_path("supervisor.log"), "RELOADED", 5000));
 	CHECK(wait_workers(2, 10000));
+	/* both workers have read the file: one that starts after the edit
+	 * below would fail on it, as docs/scaling.md says */
+	CHECK(wait_log_count(th_path("supervisor.log"), "WORKER-START", 2, 10000));
 	/* a broken file: reported, the old policy kept */
 	th_write(fx.config, "supervisor:\n  min_replicas: [\n");
 	kill(s, SIGHUP);

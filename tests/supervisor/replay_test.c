@@ -302,10 +302,7 @@ command_line(void)
 	th_write("t.csv", "t,depth,in_flight\n");
 	CHECK_EQ(th_sh(&out, "'%s' -c ok.yaml --replay t.csv --state none.yaml 2>&1", sup()), 2);
 	CHECK_CONTAINS(out, "none.yaml: cannot read: No such file");
-
-	/* without --replay: the live supervisor, not built yet */
-	CHECK_EQ(th_sh(&out, "'%s' -c ok.yaml 2>&1", sup()), 1);
-	CHECK_CONTAINS(out, "live supervision is not built yet");
+	/* without --replay the supervisor runs live: tests/supervisor/live_test.c */
 }
 
 /* A million polls: measured and printed; the bound is generous because CI
