@@ -230,7 +230,18 @@ fx_drained(sluice_client *c, const char *queue, int timeout_ms)
 {
 	int64_t end = th_now_ms() + timeout_ms;
 	do {
-		int64_t b = fx_stat(c, queue, "backlog"), d = fx_stat(c, queue, "delayed");
+		/* both from one answer: a message can move from delayed to leased
+		 * between two, and be counted in neither */
+		sluice_stats *s;
+		int64_t b = -1, d = -1;
+		if (sluice_stats_get(c, queue, &s) == 0) {
+			const sluice_queue_stats *q = sluice_stats_queue(s, queue);
+			if (q != NULL) {
+				b = sluice_stat_value(q->fields, q->nfields, "backlog", -1);
+				d = sluice_stat_value(q->fields, q->nfields, "delayed", -1);
+			}
+			sluice_stats_free(s);
+		}
 		if (b == 0 && d == 0)
 			return true;
 		usleep(50000);
