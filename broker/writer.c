@@ -234,6 +234,28 @@ is_write(const brk_req *r)
 	}
 }
 
+static bool
+is_enqueue(const brk_req *r)
+{
+	return r->f.h.type == PROTO_T_ENQUEUE;
+}
+
+/* Splits list into the requests pick chooses and the others, each in
+ * its order. */
+static void
+split_requests(brk_req *list, bool (*pick)(const brk_req *), brk_req **picked, brk_req **others)
+{
+	brk_req **pt = picked, **ot = others;
+	for (brk_req *r = list, *next; r != NULL; r = next) {
+		next = r->next;
+		r->next = NULL;
+		brk_req ***tail = pick(r) ? &pt : &ot;
+		**tail = r;
+		*tail = &r->next;
+	}
+	*pt = *ot = NULL;
+}
+
 static void
 count_delta(brk_writer *w, brk_queue *q, int field, uint64_t n)
 {
@@ -1539,18 +1561,14 @@ run_writes(brk_writer *w, brk_req *batch, int64_t now)
 	if (w->writable) {
 		rc = write_txn(w, batch, now);
 	} else {
-		brk_req *enq = NULL, **enq_tail = &enq, *rest = NULL, **rest_tail = &rest;
-		for (brk_req *r = batch, *next; r != NULL; r = next) {
-			next = r->next;
-			r->next = NULL;
-			brk_req ***tail = r->f.h.type == PROTO_T_ENQUEUE ? &enq_tail : &rest_tail;
-			**tail = r;
-			*tail = &r->next;
+		brk_req *enq, *rest;
+		split_requests(batch, is_enqueue, &enq, &rest);
+		rc = write_txn(w, rest, now); /* even with none: it runs the timers */
+		if (enq != NULL) {
+			int rc_enq = write_txn(w, enq, now);
+			if (rc == 0)
+				rc = rc_enq;
 		}
-		int rc_rest = rest != NULL ? write_txn(w, rest, now) : 0;
-		rc = enq != NULL ? write_txn(w, enq, now) : rc_rest;
-		if (rc == 0 && rc_rest != 0)
-			rc = rc_rest;
 	}
 	if (rc == 0 && !w->writable) {
 		log_info("STORAGE-RECOVERED", "commits succeed again");
@@ -1659,18 +1677,8 @@ writer_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 
 		int64_t now = clk_wall_ms();
-		brk_req *writes = NULL, **wt = &writes, *reads = NULL, **rt = &reads;
-		for (brk_req *r = batch, *next; r != NULL; r = next) {
-			next = r->next;
-			r->next = NULL;
-			if (is_write(r)) {
-				*wt = r;
-				wt = &r->next;
-			} else {
-				*rt = r;
-				rt = &r->next;
-			}
-		}
+		brk_req *writes, *reads;
+		split_requests(batch, is_write, &writes, &reads);
 		run_writes(w, writes, now);
 		run_reads(w, reads, now, stopping);
 		if (stopping && w->waiters_head == NULL) {
