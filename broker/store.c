@@ -338,6 +338,8 @@ start_checkpointer(brk_store *s, const char *path)
 	pthread_mutex_init(&s->ckpt_mu, NULL);
 	pthread_cond_init(&s->ckpt_cv, NULL);
 	if (pthread_create(&s->ckpt_thread, NULL, checkpointer, s) != 0) {
+		pthread_cond_destroy(&s->ckpt_cv);
+		pthread_mutex_destroy(&s->ckpt_mu);
 		sqlite3_close(s->ckpt_db);
 		s->ckpt_db = NULL;
 		return;
