@@ -211,17 +211,26 @@ fx_produce_wait(fx_producers *ps)
 	return acked;
 }
 
+/* The fields of queue, all from one STATS answer; -1 for any missing. */
+static void
+stat_values(sluice_client *c, const char *queue, const char *const *fields, int64_t *out, size_t n)
+{
+	sluice_stats *s;
+	for (size_t i = 0; i < n; i++)
+		out[i] = -1;
+	if (sluice_stats_get(c, queue, &s) != 0)
+		return;
+	const sluice_queue_stats *q = sluice_stats_queue(s, queue);
+	for (size_t i = 0; q != NULL && i < n; i++)
+		out[i] = sluice_stat_value(q->fields, q->nfields, fields[i], -1);
+	sluice_stats_free(s);
+}
+
 int64_t
 fx_stat(sluice_client *c, const char *queue, const char *field)
 {
-	sluice_stats *s;
-	int64_t v = -1;
-	if (sluice_stats_get(c, queue, &s) != 0)
-		return -1;
-	const sluice_queue_stats *q = sluice_stats_queue(s, queue);
-	if (q != NULL)
-		v = sluice_stat_value(q->fields, q->nfields, field, -1);
-	sluice_stats_free(s);
+	int64_t v;
+	stat_values(c, queue, &field, &v, 1);
 	return v;
 }
 
@@ -232,17 +241,10 @@ fx_drained(sluice_client *c, const char *queue, int timeout_ms)
 	do {
 		/* both from one answer: a message can move from delayed to leased
 		 * between two, and be counted in neither */
-		sluice_stats *s;
-		int64_t b = -1, d = -1;
-		if (sluice_stats_get(c, queue, &s) == 0) {
-			const sluice_queue_stats *q = sluice_stats_queue(s, queue);
-			if (q != NULL) {
-				b = sluice_stat_value(q->fields, q->nfields, "backlog", -1);
-				d = sluice_stat_value(q->fields, q->nfields, "delayed", -1);
-			}
-			sluice_stats_free(s);
-		}
-		if (b == 0 && d == 0)
+		static const char *const f[] = {"backlog", "delayed"};
+		int64_t v[2];
+		stat_values(c, queue, f, v, 2);
+		if (v[0] == 0 && v[1] == 0)
 			return true;
 		usleep(50000);
 	} while (th_now_ms() < end);
