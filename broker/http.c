@@ -1,5 +1,6 @@
 /*
- * http: the broker's HTTP API and Prometheus metrics, on NNG's HTTP server.
+ * http: the broker's HTTP API and Prometheus metrics, on httpd (our own
+ * HTTP/1.1 server).
  *
  *   POST /v1/queues/{queue}/messages        one message (the body)
  *   POST /v1/queues/{queue}/messages:batch  one message per line, all or none
@@ -8,36 +9,33 @@
  *   GET  /healthz, /readyz                  liveness, readiness
  *
  * One handler takes every path and method and routes by itself, so that an
- * unknown path or a wrong method is answered in JSON like any other error
- * (NNG's own pages are HTML). Only this file includes NNG's HTTP header.
+ * unknown path or a wrong method is answered in JSON like any other error.
  *
- * A request's life: NNG calls on_request with the server's aio; we answer
- * by setting a response as its output and finishing it, exactly once, and
- * never block before that. An enqueue reads its body with its own aio (a
- * ceiling from Content-Length checked first, a timeout per read), builds an
- * ENQUEUE frame and submits it to the writer: it joins the same group
- * commit as NNG clients, and is answered from the writer thread (done)
- * after the commit. Figures are computed on the writer thread by an exec
- * request and answered from done as well.
+ * A request's life: httpd calls on_head on its thread; we answer with
+ * brk_hreq_respond, exactly once, and never block before that. An enqueue
+ * checks its parameters and limits, has httpd read the body (on_body),
+ * builds an ENQUEUE frame and submits it to the writer: it joins the same
+ * group commit as NNG clients, and is answered from the writer thread
+ * (done) after the commit. Figures are computed on the writer thread by an
+ * exec request and answered from done as well.
  *
- * Ownership: a hreq belongs to this module from on_request until it
- * answers; between brk_writer_submit and done the writer borrows its
- * brk_req. Answered hreqs go back to a small pool, with their aio. The
- * handler and the body reads run on NNG's threads, exec and done on the
- * writer's; the pool has a mutex, the drain flag a rwlock that submitters
- * hold shared. Request counts are kept here and copied into the broker's
- * counters on the writer thread, which is the only one that reads them.
+ * Ownership: a hreq belongs to this module from on_head until it answers;
+ * between brk_writer_submit and done the writer borrows its brk_req. The
+ * request's strings and body are httpd's and stay put until the answer.
+ * Answered hreqs go back to a small pool. on_head and on_body run on
+ * httpd's thread, exec and done on the writer's; the pool has a mutex, the
+ * drain flag a rwlock that submitters hold shared. Request counts are kept
+ * here and copied into the broker's counters on the writer thread, which
+ * is the only one that reads them.
  */
 #include "http.h"
 
 #include "codec.h"
 #include "hist.h"
 #include "http_parse.h"
+#include "httpd.h"
 #include "jbuf.h"
 #include "log.h"
-
-#include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -46,9 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define BODY_TIMEOUT_MS 30000     /* per read of a request body */
 #define DISCARD_MAX (16u << 20)   /* an oversized body up to this is read and dropped */
-#define DISCARD_CHUNK 16384
 #define POOL_MAX 256              /* idle hreqs kept for reuse */
 #define REPLY_INLINE 640          /* reply frames up to this need no allocation */
 #define RETRY_AFTER_DOWN_S 1      /* Retry-After while shutting down */
@@ -64,7 +60,6 @@ enum kind {
 	K_METRICS = BRK_HTTP_METRICS,
 	K_READY = BRK_HTTP_READY,
 };
-enum step { S_BODY, S_CONTINUE, S_DISCARD };
 
 /* answer flags */
 #define A_CLOSE 0x01      /* close the connection after the answer */
@@ -75,7 +70,6 @@ enum step { S_BODY, S_CONTINUE, S_DISCARD };
 static const char JSON[] = "application/json";
 static const char TEXT[] = "text/plain; charset=utf-8";
 static const char PROM[] = "text/plain; version=0.0.4; charset=utf-8";
-static char continue_line[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 typedef struct hreq hreq;
 
@@ -84,10 +78,7 @@ struct brk_http {
 	brk_counters *counters;      /* borrowed from w: touched on the writer thread only,
 	                              * since requests still arrive after w is freed */
 	uint64_t requests, errors;   /* atomics: HTTP requests, answers >= 400 */
-	nng_http_server *srv;
-	nng_http_handler *handler;   /* the server's once added */
-	bool added;
-	bool started;
+	brk_httpd *srv;
 	char *token;                 /* owned, NUL-terminated; NULL = no authentication */
 	size_t token_len;
 	size_t max_message;          /* bytes of one payload */
@@ -109,11 +100,8 @@ struct brk_http {
 struct hreq {
 	brk_http *h;
 	hreq *next_idle;
-	nng_aio *aio;           /* borrowed: the server's, finished exactly once */
-	nng_http_conn *conn;    /* borrowed */
-	nng_aio *io;            /* owned: the body reads and the 100 Continue */
+	brk_hreq *req;          /* borrowed: httpd's, answered exactly once */
 	int kind;               /* enum kind */
-	int step;               /* enum step, for io */
 
 	char queue[PROTO_MAX_QUEUE_LEN + 1]; /* decoded, NUL-terminated */
 	size_t qlen;
@@ -122,8 +110,6 @@ struct hreq {
 	uint32_t delay_ms;
 	int32_t priority;
 	size_t want;            /* Content-Length */
-	size_t left;            /* S_DISCARD: bytes still to drop */
-	uint8_t *body;          /* owned: want bytes (S_DISCARD: a scratch chunk) */
 	uint8_t *frame;         /* owned: the ENQUEUE frame r.f borrows */
 
 	uint8_t *reply;         /* the reply frame: small or big */
@@ -139,7 +125,6 @@ struct hreq {
 
 /* ---- the pool ---- */
 
-static void io_cb(void *arg);
 static uint8_t *reply_buf(brk_req *r, size_t size);
 static void writer_done(brk_req *r);
 static void exec_cb(brk_req *r, const brk_view *v);
@@ -156,8 +141,7 @@ hreq_get(brk_http *h)
 	h->live++;
 	pthread_mutex_unlock(&h->pool_mu);
 	if (x == NULL) {
-		if ((x = calloc(1, sizeof(*x))) == NULL || nng_aio_alloc(&x->io, io_cb, x) != 0) {
-			free(x);
+		if ((x = calloc(1, sizeof(*x))) == NULL) {
 			pthread_mutex_lock(&h->pool_mu);
 			h->live--;
 			pthread_mutex_unlock(&h->pool_mu);
@@ -165,14 +149,13 @@ hreq_get(brk_http *h)
 		}
 		x->h = h;
 		jbuf_init(&x->out);
-		nng_aio_set_timeout(x->io, BODY_TIMEOUT_MS); /* each read of a body */
 	}
 	x->next_idle = NULL;
 	x->qlen = x->klen = 0;
 	x->queue[0] = x->key[0] = '\0';
 	x->delay_ms = 0;
 	x->priority = 0;
-	x->want = x->left = 0;
+	x->want = 0;
 	x->status = 0;
 	x->ran = false;
 	x->reply = NULL;
@@ -183,16 +166,13 @@ hreq_get(brk_http *h)
 	return x;
 }
 
-/* Frees what the request held and keeps x for the next one. Called before
- * its answer is handed to NNG, so that by the time the server has reaped
- * every connection, every hreq is back in the pool. */
+/* Frees what the request held and keeps x for the next one. */
 static void
 hreq_put(hreq *x)
 {
 	brk_http *h = x->h;
-	free(x->body);
 	free(x->frame);
-	x->body = x->frame = NULL;
+	x->frame = NULL;
 	if (x->bigcap > REPLY_INLINE * 4) { /* keep a small one around */
 		free(x->big);
 		x->big = NULL;
@@ -212,8 +192,6 @@ hreq_put(hreq *x)
 	}
 	pthread_mutex_unlock(&h->pool_mu);
 	if (x != NULL) {
-		/* io may still be inside its callback: let NNG free it later */
-		nng_aio_reap(x->io);
 		free(x->big);
 		jbuf_fini(&x->out);
 		free(x);
@@ -240,65 +218,36 @@ publish_counts(brk_http *h)
 	h->counters->http_errors = __atomic_load_n(&h->errors, __ATOMIC_RELAXED);
 }
 
-/* A response, or NULL when out of memory. The body is copied. */
-static nng_http_res *
-response(brk_http *h, uint16_t status, const char *type, const void *body, size_t len,
-         unsigned flags, uint32_t retry_after_s)
+/* Answers rq; the body is copied. */
+static void
+respond(brk_http *h, brk_hreq *rq, uint16_t status, const char *type, const void *body,
+        size_t len, unsigned flags, uint32_t retry_after_s)
 {
-	nng_http_res *res;
-	char ra[24];
-	int rv;
+	char hdrs[256];
+	int n = 0;
 
 	count_status(h, status);
-	if (nng_http_res_alloc(&res) != 0)
-		return NULL;
-	rv = nng_http_res_set_status(res, status);
-	if (rv == 0 && status == 413) /* NNG 1.5 has no reason phrase for it */
-		rv = nng_http_res_set_reason(res, "Payload Too Large");
-	if (rv == 0)
-		rv = nng_http_res_set_header(res, "Content-Type", type);
-	if (rv == 0 && retry_after_s > 0) {
-		snprintf(ra, sizeof(ra), "%u", retry_after_s);
-		rv = nng_http_res_set_header(res, "Retry-After", ra);
-	}
-	if (rv == 0 && (flags & A_ALLOW_GET))
-		rv = nng_http_res_set_header(res, "Allow", "GET, HEAD");
-	if (rv == 0 && (flags & A_ALLOW_POST))
-		rv = nng_http_res_set_header(res, "Allow", "POST");
-	if (rv == 0 && (flags & A_CHALLENGE))
-		rv = nng_http_res_set_header(res, "WWW-Authenticate", "Bearer realm=\"sluice\"");
-	if (rv == 0 && (flags & A_CLOSE))
-		rv = nng_http_res_set_header(res, "Connection", "close");
-	if (rv == 0)
-		rv = nng_http_res_copy_data(res, body, len);
-	if (rv != 0) {
-		nng_http_res_free(res);
-		return NULL;
-	}
-	return res;
+	hdrs[0] = '\0';
+	if (retry_after_s > 0)
+		n += snprintf(hdrs + n, sizeof(hdrs) - (size_t)n, "Retry-After: %u\r\n", retry_after_s);
+	if (flags & A_ALLOW_GET)
+		n += snprintf(hdrs + n, sizeof(hdrs) - (size_t)n, "Allow: GET, HEAD\r\n");
+	if (flags & A_ALLOW_POST)
+		n += snprintf(hdrs + n, sizeof(hdrs) - (size_t)n, "Allow: POST\r\n");
+	if (flags & A_CHALLENGE)
+		n += snprintf(hdrs + n, sizeof(hdrs) - (size_t)n,
+		              "WWW-Authenticate: Bearer realm=\"sluice\"\r\n");
+	brk_hreq_respond(rq, status, type, hdrs, body, len, (flags & A_CLOSE) != 0);
 }
 
-/* Finishes the server's aio, exactly once: with res, or, without one (out
- * of memory), with an error that makes NNG close the connection. */
+static void respond_error(brk_http *h, brk_hreq *rq, uint16_t status, unsigned flags,
+                          uint32_t retry_after_s, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+/* A {"error":"..."} answer. */
 static void
-deliver(nng_aio *aio, nng_http_res *res)
-{
-	if (res == NULL) {
-		nng_aio_finish(aio, NNG_ENOMEM);
-		return;
-	}
-	nng_aio_set_output(aio, 0, res);
-	nng_aio_finish(aio, 0);
-}
-
-static nng_http_res *error_response(brk_http *h, uint16_t status, unsigned flags,
-                                    uint32_t retry_after_s, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-/* A {"error":"..."} response. */
-static nng_http_res *
-error_response(brk_http *h, uint16_t status, unsigned flags, uint32_t retry_after_s,
-               const char *fmt, ...)
+respond_error(brk_http *h, brk_hreq *rq, uint16_t status, unsigned flags,
+              uint32_t retry_after_s, const char *fmt, ...)
 {
 	char msg[512];
 	jbuf b;
@@ -311,50 +260,31 @@ error_response(brk_http *h, uint16_t status, unsigned flags, uint32_t retry_afte
 	jbuf_put(&b, "{\"error\":", 9);
 	jbuf_json_str(&b, msg, strlen(msg));
 	jbuf_put(&b, "}\n", 2);
-	nng_http_res *res = b.oom ? NULL : response(h, status, JSON, b.p, b.len, flags, retry_after_s);
+	if (b.oom)
+		respond(h, rq, 500, TEXT, "out of memory\n", 14, flags | A_CLOSE, 0);
+	else
+		respond(h, rq, status, JSON, b.p, b.len, flags, retry_after_s);
 	jbuf_fini(&b);
-	return res;
-}
-
-static void
-respond(brk_http *h, nng_aio *aio, uint16_t status, const char *type, const char *body, size_t len,
-        unsigned flags, uint32_t retry_after_s)
-{
-	deliver(aio, response(h, status, type, body, len, flags, retry_after_s));
-}
-
-static void respond_error(brk_http *h, nng_aio *aio, uint16_t status, unsigned flags,
-                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void
-respond_error(brk_http *h, nng_aio *aio, uint16_t status, unsigned flags, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	deliver(aio, error_response(h, status, flags, 0, "%s", msg));
 }
 
 /* The hreq is done with: back to the pool, then the error answer. */
 static void
 finish_error(hreq *x, uint16_t status, unsigned flags, uint32_t retry_after_s, const char *msg)
 {
-	nng_aio *aio = x->aio;
-	nng_http_res *res = error_response(x->h, status, flags, retry_after_s, "%s", msg);
+	brk_hreq *rq = x->req;
+	brk_http *h = x->h;
+	char copy[512];
+	snprintf(copy, sizeof(copy), "%s", msg); /* msg may be x's */
 	hreq_put(x);
-	deliver(aio, res);
+	respond_error(h, rq, status, flags, retry_after_s, "%s", copy);
 }
 
-/* The hreq is done with: back to the pool, then its out as the answer. */
+/* The answer is x's out; then x is done with. */
 static void
 finish(hreq *x, uint16_t status, const char *type, uint32_t retry_after_s)
 {
-	nng_aio *aio = x->aio;
-	nng_http_res *res = response(x->h, status, type, x->out.p, x->out.len, 0, retry_after_s);
+	respond(x->h, x->req, status, type, x->out.p, x->out.len, 0, retry_after_s);
 	hreq_put(x);
-	deliver(aio, res);
 }
 
 /* ---- the writer side ---- */
@@ -759,7 +689,7 @@ static uint16_t
 build_enqueue(hreq *x, char *why, size_t whylen)
 {
 	brk_http *h = x->h;
-	const uint8_t *body = x->body ? x->body : (const uint8_t *)"";
+	const uint8_t *body = x->want > 0 ? brk_hreq_body(x->req) : (const uint8_t *)"";
 	const uint8_t *end = body + x->want;
 	size_t n = 1, size = PROTO_ENQUEUE_BASE(x->qlen), items, bad, bad_len;
 	char key[PROTO_MAX_KEY_LEN + 1];
@@ -817,8 +747,6 @@ build_enqueue(hreq *x, char *why, size_t whylen)
 		snprintf(why, whylen, "internal error: the request did not encode");
 		return 500;
 	}
-	free(x->body); /* the frame has it now */
-	x->body = NULL;
 	return 0;
 }
 
@@ -846,70 +774,34 @@ too_large(hreq *x, unsigned flags)
 	finish_error(x, 413, flags, 0, why);
 }
 
-/* Reads the rest of an oversized body into the scratch chunk. */
+/* httpd has read the body, or lost the client before it was all in. */
 static void
-discard_next(hreq *x)
+on_body(void *arg, brk_hreq *rq)
 {
-	nng_iov iov = {.iov_buf = x->body, .iov_len = x->left < DISCARD_CHUNK ? x->left : DISCARD_CHUNK};
-	nng_aio_set_iov(x->io, 1, &iov);
-	nng_http_conn_read(x->conn, x->io);
-}
+	brk_http *h = arg;
+	hreq *x = brk_hreq_data(rq);
 
-static void
-read_body(hreq *x)
-{
-	nng_iov iov = {.iov_buf = x->body, .iov_len = x->want};
-	x->step = S_BODY;
-	nng_aio_set_iov(x->io, 1, &iov);
-	nng_http_conn_read_all(x->conn, x->io);
-}
-
-/* The body reads (and the 100 Continue) complete here, on an NNG thread. */
-static void
-io_cb(void *arg)
-{
-	hreq *x = arg;
-	brk_http *h = x->h;
-	int rv = nng_aio_result(x->io);
-
-	if (rv != 0) {
-		/* the client went away or was too slow: no answer, the
-		 * connection is closed */
-		nng_aio *aio = x->aio;
-		log_debug("HTTP-BODY-FAILED", "reading a request body: %s", nng_strerror(rv));
+	if (brk_hreq_body(rq) == NULL) {
+		/* the client went away or stalled: the answer goes nowhere */
+		log_debug("HTTP-BODY-FAILED", "the client left before sending the whole body");
 		__atomic_add_fetch(&h->errors, 1, __ATOMIC_RELAXED);
 		hreq_put(x);
-		nng_aio_finish(aio, rv == NNG_ETIMEDOUT ? NNG_ETIMEDOUT : NNG_ECLOSED);
+		brk_hreq_respond(rq, 400, TEXT, NULL, NULL, 0, true);
 		return;
 	}
-	switch (x->step) {
-	case S_CONTINUE:
-		read_body(x);
-		break;
-	case S_BODY:
-		enqueue_ready(x);
-		break;
-	case S_DISCARD:
-		x->left -= nng_aio_count(x->io);
-		if (x->left > 0) {
-			discard_next(x);
-			break;
-		}
-		too_large(x, 0); /* the body is gone: the connection goes on */
-		break;
-	}
+	enqueue_ready(x);
 }
 
 /* ---- routing ---- */
 
 /* Starts an enqueue: parameters, limits, then the body. */
 static void
-start_enqueue(brk_http *h, nng_http_req *req, hreq *x, const char *query,
-              size_t qlen, size_t want, unsigned unread)
+start_enqueue(brk_http *h, brk_hreq *rq, hreq *x, const char *query, size_t qlen, size_t want,
+              unsigned unread)
 {
 	char why[256];
-	const char *key = nng_http_req_get_header(req, "Idempotency-Key");
-	bool cont = brk_http_expects_continue(nng_http_req_get_header(req, "Expect"));
+	const char *key = brk_hreq_header(rq, "Idempotency-Key");
+	bool cont = brk_http_expects_continue(brk_hreq_header(rq, "Expect"));
 	size_t limit = x->kind == K_BATCH ? h->frame_limit : h->max_message;
 	brk_http_params params = {0};
 
@@ -929,15 +821,10 @@ start_enqueue(brk_http *h, nng_http_req *req, hreq *x, const char *query,
 	}
 	x->want = want;
 	if (want > limit) {
-		/* without a 100 Continue the client sends the body anyway: read
-		 * and drop it (up to a point) so that it reads our answer */
-		if (cont || want > DISCARD_MAX || (x->body = malloc(DISCARD_CHUNK)) == NULL) {
-			too_large(x, A_CLOSE);
-			return;
-		}
-		x->step = S_DISCARD;
-		x->left = want;
-		discard_next(x);
+		/* without a 100 Continue the client sends the body anyway:
+		 * httpd reads and drops it (up to a point) so that the
+		 * connection goes on */
+		too_large(x, cont || want > DISCARD_MAX ? A_CLOSE : 0);
 		return;
 	}
 	if (__atomic_load_n(&h->draining, __ATOMIC_RELAXED)) { /* submit checks again */
@@ -948,48 +835,33 @@ start_enqueue(brk_http *h, nng_http_req *req, hreq *x, const char *query,
 		enqueue_ready(x);
 		return;
 	}
-	if ((x->body = malloc(want)) == NULL) {
-		finish_error(x, 503, unread, RETRY_AFTER_DOWN_S, "out of memory");
-		return;
-	}
-	if (cont) {
-		nng_iov iov = {.iov_buf = continue_line, .iov_len = sizeof(continue_line) - 1};
-		x->step = S_CONTINUE;
-		nng_aio_set_iov(x->io, 1, &iov);
-		nng_http_conn_write_all(x->conn, x->io);
-		return;
-	}
-	read_body(x);
+	brk_hreq_read_body(rq);
 }
 
-/* The handler: every path, every method. Runs on an NNG thread. */
+/* The handler: every path, every method. Runs on httpd's thread. */
 static void
-on_request(nng_aio *aio)
+on_head(void *arg, brk_hreq *rq)
 {
-	nng_http_req *req = nng_aio_get_input(aio, 0);
-	nng_http_handler *hd = nng_aio_get_input(aio, 1);
-	nng_http_conn *conn = nng_aio_get_input(aio, 2);
-	brk_http *h = nng_http_handler_get_data(hd);
-	const char *method = nng_http_req_get_method(req);
-	const char *uri = nng_http_req_get_uri(req);
-	const char *cl = nng_http_req_get_header(req, "Content-Length");
+	brk_http *h = arg;
+	const char *method = brk_hreq_method(rq);
+	const char *uri = brk_hreq_target(rq);
 	bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	bool post = strcmp(method, "POST") == 0;
 	size_t plen = strcspn(uri, "?");
 	const char *query = uri[plen] == '?' ? uri + plen + 1 : "";
-	size_t want = 0;
+	size_t want = brk_hreq_content_length(rq);
 	unsigned unread;
 	int kind;
 
 	__atomic_add_fetch(&h->requests, 1, __ATOMIC_RELAXED);
 
-	/* a body we do not read must not be taken for the next request */
-	if (nng_http_req_get_header(req, "Transfer-Encoding") != NULL) {
-		respond_error(h, aio, 411, A_CLOSE, "send the body with a Content-Length");
+	/* a body we cannot frame must not be taken for the next request */
+	if (brk_hreq_header(rq, "Transfer-Encoding") != NULL) {
+		respond_error(h, rq, 411, A_CLOSE, 0, "send the body with a Content-Length");
 		return;
 	}
-	if (cl != NULL && !brk_http_content_length(cl, &want)) {
-		respond_error(h, aio, 400, A_CLOSE, "bad Content-Length");
+	if (!brk_hreq_framed(rq)) {
+		respond_error(h, rq, 400, A_CLOSE, 0, "bad Content-Length");
 		return;
 	}
 	unread = want > 0 ? A_CLOSE : 0;
@@ -999,38 +871,38 @@ on_request(nng_aio *aio)
 	kind = brk_http_route(uri, plen, &qname, &qnlen);
 	if (kind == BRK_HTTP_HEALTH) {
 		if (!get)
-			respond_error(h, aio, 405, A_ALLOW_GET | unread, "use GET");
+			respond_error(h, rq, 405, A_ALLOW_GET | unread, 0, "use GET");
 		else
-			respond(h, aio, 200, TEXT, "ok\n", 3, unread, 0);
+			respond(h, rq, 200, TEXT, "ok\n", 3, unread, 0);
 		return;
 	}
 	if (h->token != NULL &&
-	    !brk_http_bearer_ok(h->token, h->token_len, nng_http_req_get_header(req, "Authorization"))) {
-		respond_error(h, aio, 401, A_CHALLENGE | unread,
+	    !brk_http_bearer_ok(h->token, h->token_len, brk_hreq_header(rq, "Authorization"))) {
+		respond_error(h, rq, 401, A_CHALLENGE | unread, 0,
 		              "this endpoint needs 'Authorization: Bearer TOKEN' (broker.http_token)");
 		return;
 	}
 
 	if (kind == BRK_HTTP_NONE) {
-		respond_error(h, aio, 404, unread, "no such endpoint: %s %.*s", method,
+		respond_error(h, rq, 404, unread, 0, "no such endpoint: %s %.*s", method,
 		              (int)(plen > 200 ? 200 : plen), uri);
 		return;
 	}
 	bool writes = kind == K_ENQUEUE || kind == K_BATCH;
 	if (writes ? !post : !get) {
-		respond_error(h, aio, 405, (writes ? A_ALLOW_POST : A_ALLOW_GET) | unread, "use %s",
+		respond_error(h, rq, 405, (writes ? A_ALLOW_POST : A_ALLOW_GET) | unread, 0, "use %s",
 		              writes ? "POST" : "GET");
 		return;
 	}
 
 	hreq *x = hreq_get(h);
 	if (x == NULL) {
-		deliver(aio, error_response(h, 503, A_CLOSE, RETRY_AFTER_DOWN_S, "out of memory"));
+		respond_error(h, rq, 503, A_CLOSE, RETRY_AFTER_DOWN_S, "out of memory");
 		return;
 	}
-	x->aio = aio;
-	x->conn = conn;
+	x->req = rq;
 	x->kind = kind;
+	brk_hreq_set_data(rq, x);
 	if (qname != NULL) {
 		int rc = brk_http_queue_name(qname, qnlen, x->queue, sizeof(x->queue), &x->qlen);
 		if (rc != BRK_HTTP_OK) {
@@ -1046,13 +918,13 @@ on_request(nng_aio *aio)
 		}
 	}
 	if (writes) {
-		start_enqueue(h, req, x, query, strlen(query), want, unread);
+		start_enqueue(h, rq, x, query, strlen(query), want, unread);
 		return;
 	}
 	if (kind == K_READY) {
 		if (__atomic_load_n(&h->draining, __ATOMIC_RELAXED)) {
 			hreq_put(x);
-			respond(h, aio, 503, TEXT, "not ready: shutting down\n", 25, unread, RETRY_AFTER_DOWN_S);
+			respond(h, rq, 503, TEXT, "not ready: shutting down\n", 25, unread, RETRY_AFTER_DOWN_S);
 			return;
 		}
 	}
@@ -1112,26 +984,12 @@ load_token(brk_http *h, const cfg *c, char *err, size_t errlen)
 int
 brk_http_open(const cfg *c, brk_writer *w, brk_http **out, char *err, size_t errlen)
 {
-	/* NNG's own answers (a request it cannot parse) in JSON as well */
-	static const struct {
-		uint16_t code;
-		const char *body;
-	} pages[] = {
-		{400, "{\"error\":\"bad request\"}\n"},
-		{404, "{\"error\":\"not found\"}\n"},
-		{405, "{\"error\":\"method not allowed\"}\n"},
-		{500, "{\"error\":\"internal error\"}\n"},
-		{505, "{\"error\":\"HTTP/1.x only\"}\n"},
-	};
 	brk_http *h = calloc(1, sizeof(*h));
-	char url_text[300];
-	nng_url *url = NULL;
-	int rv;
 
 	*out = NULL;
 	if (h == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return NNG_ENOMEM;
+		return -1;
 	}
 	pthread_rwlock_init(&h->drain_lock, NULL);
 	pthread_mutex_init(&h->pool_mu, NULL);
@@ -1139,55 +997,16 @@ brk_http_open(const cfg *c, brk_writer *w, brk_http **out, char *err, size_t err
 	h->counters = brk_writer_counters(w);
 	h->max_message = (size_t)c->broker.max_message_bytes;
 	h->frame_limit = brk_writer_frame_limit(w);
-	if (load_token(h, c, err, errlen) != 0) {
-		rv = NNG_EINVAL;
-		goto fail;
+	brk_httpd_handler hd = {.head = on_head, .body = on_body, .arg = h};
+	if (load_token(h, c, err, errlen) != 0 ||
+	    brk_httpd_open(c->broker.http, &hd, &h->srv, err, errlen) != 0) {
+		brk_http_close(h);
+		return -1;
 	}
-	snprintf(url_text, sizeof(url_text), "http://%s", c->broker.http);
-	if ((rv = nng_url_parse(&url, url_text)) != 0) {
-		snprintf(err, errlen, "broker.http '%s': %s (use host:port)", c->broker.http,
-		         nng_strerror(rv));
-		goto fail;
-	}
-	rv = nng_http_server_hold(&h->srv, url);
-	nng_url_free(url);
-	if (rv != 0) {
-		snprintf(err, errlen, "HTTP server on %s: %s", c->broker.http, nng_strerror(rv));
-		goto fail;
-	}
-	if ((rv = nng_http_handler_alloc(&h->handler, "/", on_request)) != 0 ||
-	    (rv = nng_http_handler_set_method(h->handler, NULL)) != 0 ||
-	    (rv = nng_http_handler_set_tree(h->handler)) != 0 ||
-	    (rv = nng_http_handler_collect_body(h->handler, false, 0)) != 0 ||
-	    (rv = nng_http_handler_set_data(h->handler, h, NULL)) != 0 ||
-	    (rv = nng_http_server_add_handler(h->srv, h->handler)) != 0) {
-		snprintf(err, errlen, "HTTP handler: %s", nng_strerror(rv));
-		goto fail;
-	}
-	h->added = true;
-	for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
-		nng_http_server_set_error_page(h->srv, pages[i].code, pages[i].body);
-	if ((rv = nng_http_server_start(h->srv)) != 0) {
-		snprintf(err, errlen, "cannot listen on %s (broker.http): %s", c->broker.http,
-		         nng_strerror(rv));
-		goto fail;
-	}
-	h->started = true;
-	nng_sockaddr sa;
-	if (nng_http_server_get_addr(h->srv, &sa) == 0 && sa.s_family == NNG_AF_INET) {
-		const uint8_t *a = (const uint8_t *)&sa.s_in.sa_addr;
-		const uint8_t *p = (const uint8_t *)&sa.s_in.sa_port;
-		log_info("HTTP-LISTENING", "http://%u.%u.%u.%u:%u%s", a[0], a[1], a[2], a[3],
-		         (unsigned)p[0] << 8 | p[1], h->token ? " (bearer token required)" : "");
-	} else {
-		log_info("HTTP-LISTENING", "http://%s%s", c->broker.http,
-		         h->token ? " (bearer token required)" : "");
-	}
+	log_info("HTTP-LISTENING", "http://%s%s", brk_httpd_addr(h->srv),
+	         h->token ? " (bearer token required)" : "");
 	*out = h;
 	return 0;
-fail:
-	brk_http_close(h);
-	return rv;
 }
 
 void
@@ -1205,17 +1024,11 @@ brk_http_close(brk_http *h)
 {
 	if (h == NULL)
 		return;
-	if (h->started)
-		nng_http_server_stop(h->srv); /* closes every connection, waits for them */
-	if (h->handler != NULL && !h->added)
-		nng_http_handler_free(h->handler);
-	if (h->srv != NULL)
-		nng_http_server_release(h->srv); /* frees the handler */
+	brk_httpd_close(h->srv); /* closes every connection */
 	if (h->live > 0)
 		log_warn("HTTP-LEAK", "%zu HTTP requests still held at close", h->live);
 	for (hreq *x = h->pool, *next; x != NULL; x = next) {
 		next = x->next_idle;
-		nng_aio_free(x->io);
 		free(x->big);
 		jbuf_fini(&x->out);
 		free(x);

@@ -245,3 +245,178 @@ brk_http_batch_scan(const uint8_t *body, size_t len, size_t max_message, size_t 
 	*item_bytes = bytes;
 	return BRK_HTTP_OK;
 }
+
+/* ---- the head of a request ---- */
+
+/* RFC 9110 tchar: the characters of methods and field names */
+static bool
+tchar(int c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* The end of the line that starts at s (its '\n'; the head ends with one). */
+static char *
+line_end(char *s)
+{
+	return strchr(s, '\n');
+}
+
+/* Cuts the line from s to its '\n' at nl: a NUL at its end (before a CR).
+ * Returns the next line, or NULL if the line holds a stray CR. */
+static char *
+cut_line(char *s, char *nl)
+{
+	char *end = nl > s && nl[-1] == '\r' ? nl - 1 : nl;
+	for (char *p = s; p < end; p++)
+		if (*p == '\r')
+			return NULL;
+	*end = '\0';
+	return nl + 1;
+}
+
+long
+brk_http_head_parse(char *buf, size_t len, size_t *scanned, brk_http_head *h)
+{
+	size_t start = 0, end = 0;
+
+	/* blank lines before the request line */
+	while (start < len && (buf[start] == '\n' || (buf[start] == '\r' && start + 1 < len &&
+	                                              buf[start + 1] == '\n')))
+		start += buf[start] == '\r' ? 2 : 1;
+	/* the head ends at an empty line: "\n\n" or "\n\r\n" */
+	size_t i = *scanned > start ? *scanned : start;
+	for (; i < len; i++) {
+		if (buf[i] != '\n' || i == start)
+			continue;
+		if (i + 1 < len && buf[i + 1] == '\n') {
+			end = i + 2;
+			break;
+		}
+		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n') {
+			end = i + 3;
+			break;
+		}
+	}
+	if (end == 0) {
+		/* look again at the last two bytes, which may start the end */
+		*scanned = len > start + 2 ? len - 2 : start;
+		return len >= BRK_HTTP_HEAD_MAX ? -431 : 0;
+	}
+	if (end > BRK_HTTP_HEAD_MAX)
+		return -431;
+
+	/* from here the head is whole: cut it up in place; the byte before
+	 * end is its last '\n' */
+	memset(h, 0, sizeof(*h));
+	if (memchr(buf + start, '\0', end - start) != NULL)
+		return -400;
+	char saved = buf[end - 1];
+	buf[end - 1] = '\0'; /* so that strchr stops at the head's end */
+	char *s = buf + start, *nl, *next;
+	long rv = -400;
+
+	/* request line: METHOD SP TARGET SP HTTP/1.x */
+	if ((nl = line_end(s)) == NULL || (next = cut_line(s, nl)) == NULL)
+		goto out;
+	char *sp1 = strchr(s, ' ');
+	if (sp1 == NULL || sp1 == s)
+		goto out;
+	*sp1 = '\0';
+	for (char *p = s; *p; p++)
+		if (!tchar((unsigned char)*p))
+			goto out;
+	char *target = sp1 + 1, *sp2 = strchr(target, ' ');
+	if (sp2 == NULL || sp2 == target || *target != '/')
+		goto out;
+	*sp2 = '\0';
+	for (char *p = target; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f)
+			goto out;
+	const char *version = sp2 + 1;
+	if (strncmp(version, "HTTP/", 5) != 0)
+		goto out;
+	if (version[5] != '1' || version[6] != '.' || version[7] < '0' || version[7] > '9' ||
+	    version[8] != '\0') {
+		rv = -505;
+		goto out;
+	}
+	h->method = s;
+	h->target = target;
+	h->minor = version[7] - '0';
+
+	/* header fields: NAME ":" OWS VALUE OWS */
+	for (s = next; *s != '\0' && !(s[0] == '\r' && s[1] == '\0'); s = next) {
+		if ((nl = line_end(s)) == NULL || (next = cut_line(s, nl)) == NULL)
+			goto out;
+		char *colon = strchr(s, ':');
+		if (colon == NULL || colon == s)
+			goto out; /* also a folded line, which starts with a blank */
+		*colon = '\0';
+		for (char *p = s; *p; p++)
+			if (!tchar((unsigned char)*p))
+				goto out;
+		char *v = colon + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		size_t vl = strlen(v);
+		while (vl > 0 && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+			v[--vl] = '\0';
+		for (size_t k = 0; k < vl; k++)
+			if (((unsigned char)v[k] < ' ' && v[k] != '\t') || v[k] == 0x7f)
+				goto out;
+		if (h->nheaders == BRK_HTTP_HEADERS_MAX) {
+			rv = -431;
+			goto out;
+		}
+		h->h[h->nheaders].name = s;
+		h->h[h->nheaders].value = v;
+		h->nheaders++;
+	}
+	rv = (long)end;
+out:
+	if (rv < 0)
+		buf[end - 1] = saved;
+	return rv;
+}
+
+const char *
+brk_http_head_get(const brk_http_head *h, const char *name, size_t *count)
+{
+	const char *v = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < h->nheaders; i++) {
+		if (strcasecmp(h->h[i].name, name) != 0)
+			continue;
+		if (n++ == 0)
+			v = h->h[i].value;
+	}
+	if (count != NULL)
+		*count = n;
+	return v;
+}
+
+const char *
+brk_http_reason(unsigned status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 411: return "Length Required";
+	case 413: return "Payload Too Large";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}

@@ -87,4 +87,37 @@ bool brk_http_batch_next(const uint8_t **pos, const uint8_t *end, const uint8_t 
 int brk_http_batch_scan(const uint8_t *body, size_t len, size_t max_message, size_t keylen,
                         size_t *count, size_t *item_bytes, size_t *index, size_t *msg_len);
 
+/* ---- the head of a request (request line and header fields) ---- */
+
+#define BRK_HTTP_HEAD_MAX 16384   /* bytes of a request line and its headers */
+#define BRK_HTTP_HEADERS_MAX 64
+
+typedef struct brk_http_head {
+	const char *method;        /* NUL-terminated, inside the parsed buffer */
+	const char *target;        /* the request target (path and query) */
+	int minor;                 /* HTTP/1.minor */
+	size_t nheaders;
+	struct {
+		const char *name, *value; /* value without surrounding blanks */
+	} h[BRK_HTTP_HEADERS_MAX];
+} brk_http_head;
+
+/* Parses the head of a request at the start of buf[0..len), in place: it
+ * writes NULs into buf once the head is whole. *scanned (0 for a new
+ * request) remembers how far a previous call looked, so that a head
+ * arriving a byte at a time costs linear time. Returns the head's length,
+ * blank line included; 0 when more bytes are needed; or the negated HTTP
+ * status for a request that cannot be served: -400 malformed, -431 a head
+ * over BRK_HTTP_HEAD_MAX bytes or BRK_HTTP_HEADERS_MAX fields, -505 not
+ * HTTP/1.x. Blank lines before the request line are skipped (counted in
+ * the length); a line may end in CRLF or LF. */
+long brk_http_head_parse(char *buf, size_t len, size_t *scanned, brk_http_head *h);
+
+/* The value of the first field named name (case-insensitive), or NULL;
+ * *count, if not NULL, how many fields have that name. */
+const char *brk_http_head_get(const brk_http_head *h, const char *name, size_t *count);
+
+/* The reason phrase of a status ("Created"), "Unknown" for others. */
+const char *brk_http_reason(unsigned status);
+
 #endif

@@ -1,5 +1,7 @@
 /* libFuzzer target: the HTTP API's request parsing (broker/http_parse.c),
- * without a server. The input is read like a small request:
+ * without a server. The whole input is first parsed as a request head, at
+ * once and in two pieces (as it may arrive), which must agree. Then it is
+ * read like a small request:
  *
  *   PATH[?QUERY] \n CONTENT-LENGTH \n AUTHORIZATION \n IDEMPOTENCY-KEY \n
  *   EXPECT \n BODY...
@@ -43,12 +45,47 @@ check(bool ok)
 		abort();
 }
 
+/* A head: at once, then its first half followed by the whole. */
+static void
+fuzz_head(const uint8_t *data, size_t size)
+{
+	char *a = malloc(size + 1), *b = malloc(size + 1);
+	brk_http_head h1, h2;
+	size_t s1 = 0, s2 = 0;
+	if (a == NULL || b == NULL)
+		abort();
+	memcpy(a, data, size);
+	memcpy(b, data, size);
+	long r1 = brk_http_head_parse(a, size, &s1, &h1);
+	long r2 = brk_http_head_parse(b, size / 2, &s2, &h2);
+	check(r2 <= 0 || (size_t)r2 <= size / 2);
+	if (r2 == 0)
+		r2 = brk_http_head_parse(b, size, &s2, &h2);
+	check(r1 == 0 || r1 == -400 || r1 == -431 || r1 == -505 || (r1 > 0 && (size_t)r1 <= size));
+	check(r1 == r2);
+	if (r1 > 0) {
+		check(h1.method >= a && h1.method < a + r1 && h1.target > h1.method &&
+		      h1.target < a + r1 && h1.target[0] == '/' && h1.nheaders <= BRK_HTTP_HEADERS_MAX);
+		check(strlen(h1.method) > 0 && h1.minor >= 0 && h1.minor <= 9);
+		for (size_t i = 0; i < h1.nheaders; i++) {
+			check(h1.h[i].name >= a && h1.h[i].name < a + r1 && h1.h[i].name[0] != '\0');
+			check(h1.h[i].value >= a && h1.h[i].value + strlen(h1.h[i].value) < a + r1);
+			check(brk_http_head_get(&h1, h1.h[i].name, NULL) != NULL);
+		}
+		check(strlen(brk_http_reason(200)) > 0);
+	}
+	free(a);
+	free(b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static char line[FIELD_MAX], clen[FIELD_MAX], auth[FIELD_MAX], key[FIELD_MAX],
 		expect[FIELD_MAX], out[FIELD_MAX], why[256];
 	const uint8_t *pos = data, *end = data + size;
+
+	fuzz_head(data, size);
 
 	/* the path and its query */
 	size_t llen = next_line(&pos, end, line);

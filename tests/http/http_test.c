@@ -591,6 +591,117 @@ acknowledged_enqueues_survive_shutdown(void)
 	CHECK(fx_stat(c, "jobs", "depth") >= acked);
 }
 
+/* Reads from fd until the server closes it (or 10 s pass); returns what
+ * came, NUL-terminated. */
+static const char *
+read_to_close(int fd)
+{
+	static char buf[65536];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(buf) - 1 && (n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	return buf;
+}
+
+/* Sends req on a new connection and reads the answer to the close. */
+static const char *
+exchange(const char *req, size_t len, bool half_close)
+{
+	int fd = tcp_connect();
+	CHECK(send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len);
+	if (half_close)
+		shutdown(fd, SHUT_WR);
+	const char *out = th_fmt("%s", read_to_close(fd));
+	close(fd);
+	return out;
+}
+
+static int
+count_of(const char *hay, const char *needle)
+{
+	int n = 0;
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+static void
+connections_frame_requests_like_http_1_1(void)
+{
+	pid_t broker = start(NULL);
+	sluice_client *c = fx_client();
+	/* pipelined: three requests in one write, answered in order */
+	const char *three = "POST /v1/queues/pipe/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+	                    "POST /v1/queues/pipe/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo"
+	                    "GET /v1/queues/pipe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	const char *out = exchange(three, strlen(three), false);
+	CHECK_EQ(count_of(out, "HTTP/1.1 201 Created\r\n"), 2);
+	CHECK_EQ(count_of(out, "HTTP/1.1 200 OK\r\n"), 1);
+	CHECK(strstr(out, "HTTP/1.1 200") > strstr(out, "HTTP/1.1 201"));
+	CHECK_CONTAINS(out, "\"depth\":2");
+	CHECK_CONTAINS(out, "Connection: close");
+
+	/* a request a byte at a time, then another on the same connection */
+	int fd = tcp_connect();
+	th_defer(close_fd, (void *)(intptr_t)fd);
+	const char *slow = "POST /v1/queues/pipe/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nslow";
+	for (const char *p = slow; *p; p++) {
+		CHECK(send(fd, p, 1, MSG_NOSIGNAL) == 1);
+		usleep(1000);
+	}
+	char buf[1024];
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+	CHECK(n > 0);
+	buf[n > 0 ? n : 0] = '\0';
+	CHECK_CONTAINS(buf, "HTTP/1.1 201");
+	CHECK(send(fd, slow, strlen(slow), MSG_NOSIGNAL) == (ssize_t)strlen(slow));
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	CHECK(n > 0);
+	buf[n > 0 ? n : 0] = '\0';
+	CHECK_CONTAINS(buf, "HTTP/1.1 201");
+	CHECK_EQ(fx_stat(c, "pipe", "depth"), 4);
+
+	/* a client that shuts its side after the request still gets the answer */
+	const char *one = "POST /v1/queues/pipe/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nhalf";
+	CHECK_CONTAINS(exchange(one, strlen(one), true), "HTTP/1.1 201");
+	CHECK_EQ(fx_stat(c, "pipe", "depth"), 5);
+
+	/* HEAD: the length of the GET, no body */
+	const char *head = "HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+	out = exchange(head, strlen(head), false);
+	CHECK_CONTAINS(out, "Content-Length: 3\r\n");
+	CHECK(strstr(out, "\r\n\r\n") != NULL && strstr(out, "\r\n\r\n")[4] == '\0');
+
+	/* what cannot be parsed: a JSON error and the connection closes */
+	const char *v2 = "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n";
+	out = exchange(v2, strlen(v2), false);
+	CHECK_CONTAINS(out, "HTTP/1.1 505");
+	CHECK_CONTAINS(out, "{\"error\":");
+	out = exchange("GARBAGE\r\n\r\n", 11, false);
+	CHECK_CONTAINS(out, "HTTP/1.1 400");
+	CHECK_CONTAINS(out, "Connection: close");
+	char *big = malloc(20000);
+	CHECK(big != NULL);
+	strcpy(big, "GET /healthz HTTP/1.1\r\nX-Big: ");
+	size_t bl = strlen(big);
+	memset(big + bl, 'a', 19000);
+	strcpy(big + bl + 19000, "\r\n\r\n");
+	out = exchange(big, strlen(big), false);
+	free(big);
+	CHECK_CONTAINS(out, "HTTP/1.1 431");
+	const char *two_cl = "POST /v1/queues/pipe/messages HTTP/1.1\r\nContent-Length: 1\r\n"
+	                     "Content-Length: 2\r\n\r\nab";
+	CHECK_CONTAINS(exchange(two_cl, strlen(two_cl), false), "HTTP/1.1 400");
+
+	/* none of it hurt */
+	CHECK_EQ(fx_stat(c, "pipe", "depth"), 5);
+	th_write("m.txt", "x");
+	CHECK_EQ(post("pipe", "m.txt", NULL), 201);
+	stop_clean(broker);
+}
+
 static const th_case cases[] = {
 	TH_CASE(enqueue_answers_201_with_the_id),
 	TH_CASE(idempotency_key_answers_200_duplicate),
@@ -606,6 +717,7 @@ static const th_case cases[] = {
 	TH_CASE(bearer_token_from_a_file),
 	TH_CASE(concurrent_enqueues_are_all_acknowledged),
 	TH_CASE(slow_client_does_not_stop_others),
+	TH_CASE(connections_frame_requests_like_http_1_1),
 	TH_CASE(acknowledged_enqueues_survive_shutdown),
 	{NULL, NULL},
 };
