@@ -11,6 +11,10 @@
  * frames built by proto/codec.c. Every Sluice message carries a generated
  * retry key (flag RETRY_KEY, 16 bytes: 6 of wall ms, 6 of a per-connection
  * random nonce, 4 of a counter), exactly as proto/client.c sends them.
+ * "sluice-http" is Sluice's HTTP API on a kept-alive connection per thread,
+ * over the same blocking sockets as the text protocols: POST .../messages
+ * for one message, .../messages:batch (one per line) for more; it only
+ * enqueues (the HTTP API has no lease).
  *
  * Workloads (-w):
  *   enqueue  closed loop: each thread sends --batch messages (Sluice: one
@@ -54,6 +58,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -792,6 +797,93 @@ sl_counters(conn *c, int64_t *commits, int64_t *fsyncs)
 	return 0;
 }
 
+/* ---- Sluice over HTTP: POST on a kept-alive connection ---- */
+
+static int
+sh_open(conn *c, bool consumer)
+{
+	(void)consumer;
+	return tcp_open(c);
+}
+
+/* Sends the request in wbuf[0..len) and reads the answer: its status in
+ * *status, the body skipped. */
+static int
+sh_call(conn *c, size_t len, int *status)
+{
+	char *line;
+	long clen = -1;
+	const char *body;
+	if (wr_all(c, c->wbuf, len) != 0 || rd_line(c, &line) != 0)
+		return -1;
+	if (sscanf(line, "HTTP/1.%*d %d", status) != 1)
+		return fail(c, "sluice http: bad status line '%.60s'", line);
+	for (;;) {
+		if (rd_line(c, &line) != 0)
+			return -1;
+		if (line[0] == '\0')
+			break;
+		if (strncasecmp(line, "Content-Length:", 15) == 0)
+			clen = atol(line + 15);
+	}
+	if (clen < 0)
+		return fail(c, "sluice http: no Content-Length");
+	/* rd_block wants a CRLF after the block: read the body plus none */
+	while (c->rlen - c->roff < (size_t)clen)
+		if (rd_fill(c) != 0)
+			return -1;
+	body = c->rbuf + c->roff;
+	c->roff += (size_t)clen;
+	if (*status >= 300)
+		return fail(c, "sluice http: %d %.*s", *status, (int)(clen > 200 ? 200 : clen), body);
+	return 0;
+}
+
+static int
+sh_enqueue(conn *c, int n)
+{
+	size_t body = (size_t)n * (size_t)opt.size + (size_t)(n - 1);
+	if (wbuf_reserve(c, 256 + opt.qlen + body) != 0)
+		return -1;
+	int h = snprintf(c->wbuf, 256 + opt.qlen,
+	                 "POST /v1/queues/%s/messages%s HTTP/1.1\r\nHost: b\r\n"
+	                 "Content-Type: application/octet-stream\r\nContent-Length: %zu\r\n\r\n",
+	                 opt.queue, n > 1 ? ":batch" : "", body);
+	size_t len = (size_t)h;
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			c->wbuf[len++] = '\n';
+		next_payload(c, c->wbuf + len);
+		len += (size_t)opt.size;
+	}
+	int status;
+	if (sh_call(c, len, &status) != 0)
+		return -1;
+	if (status != 201)
+		return fail(c, "sluice http: answered %d", status);
+	return 0;
+}
+
+static int
+sh_ping(conn *c)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: b\r\n\r\n";
+	int status;
+	if (wbuf_reserve(c, sizeof(req)) != 0)
+		return -1;
+	memcpy(c->wbuf, req, sizeof(req) - 1);
+	return sh_call(c, sizeof(req) - 1, &status);
+}
+
+static int
+sh_consume(conn *c, int max, bool wait, int *got)
+{
+	(void)max;
+	(void)wait;
+	*got = 0;
+	return fail(c, "sluice-http only enqueues: the HTTP API has no lease");
+}
+
 static const backend backends[] = {
 	{
 		.name = "sluice",
@@ -801,6 +893,14 @@ static const backend backends[] = {
 		.consume = sl_consume,
 		.ping = sl_ping,
 		.counters = sl_counters,
+	},
+	{
+		.name = "sluice-http",
+		.open = sh_open,
+		.close = tcp_close,
+		.enqueue = sh_enqueue,
+		.consume = sh_consume,
+		.ping = sh_ping,
 	},
 	{
 		.name = "beanstalkd",
@@ -1283,7 +1383,8 @@ usage(FILE *f)
 	        "usage: qbench -s SYSTEM -a ADDR [-w WORKLOAD] [options]\n"
 	        "       qbench -w port | qbench -w fsync -a DIR\n"
 	        "\n"
-	        "  -s SYSTEM      sluice, beanstalkd, redis (RPOP), redis-reliable (LMOVE+LREM)\n"
+	        "  -s SYSTEM      sluice, sluice-http (enqueue only), beanstalkd, redis (RPOP),\n"
+	        "                 redis-reliable (LMOVE+LREM)\n"
 	        "  -a ADDR        HOST:PORT (sluice: tcp://HOST:PORT)\n"
 	        "  -w WORKLOAD    enqueue (default), rate, drain, ping, port, fsync\n"
 	        "  -c N           enqueue, rate: connections (threads), default 1\n"
