@@ -592,11 +592,93 @@ rs_ping(conn *c)
 
 /* ---- Sluice: NNG REQ, one socket per thread ---- */
 
+/* sluice-sp: the same frames over SP's TCP mapping on a blocking socket,
+ * the way the Redis and beanstalkd clients talk: 8 bytes of handshake
+ * each way, then each message is a 64-bit big-endian length, the 32-bit
+ * request id (top bit set) and the frame. */
+static bool sp_raw;
+
 static int
-sl_open(conn *c, bool consumer)
+sp_open(conn *c)
+{
+	static const uint8_t hello[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0}; /* REQ */
+	uint8_t peer[8];
+	if (tcp_open(c) != 0 || wr_all(c, (const char *)hello, sizeof(hello)) != 0)
+		return -1;
+	for (size_t got = 0; got < sizeof(peer);) {
+		ssize_t n = read(c->fd, peer + got, sizeof(peer) - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return fail(c, "SP handshake: %s", n < 0 ? strerror(errno) : "closed");
+		got += (size_t)n;
+	}
+	if (peer[1] != 'S' || peer[2] != 'P' || peer[5] != 0x31)
+		return fail(c, "SP handshake: not a REP peer");
+	return 0;
+}
+
+/* Reads exactly n bytes into dst, through the read buffer. */
+static int
+rd_exact(conn *c, uint8_t *dst, size_t n)
+{
+	while (c->rlen - c->roff < n && c->rlen - c->roff < RBUF_CAP / 2)
+		if (rd_fill(c) != 0)
+			return -1;
+	size_t have = c->rlen - c->roff < n ? c->rlen - c->roff : n;
+	memcpy(dst, c->rbuf + c->roff, have);
+	c->roff += have;
+	for (size_t got = have; got < n;) { /* a big reply: straight from the socket */
+		ssize_t k = read(c->fd, dst + got, n - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return fail(c, "read: %s", k < 0 ? strerror(errno) : "connection closed");
+		got += (size_t)k;
+	}
+	return 0;
+}
+
+static int
+sp_roundtrip(conn *c, nng_msg *m, nng_msg **rep)
+{
+	uint8_t head[12];
+	uint64_t len = nng_msg_len(m) + 4;
+	uint32_t id = c->rid++ | 0x80000000u;
+	for (int i = 0; i < 8; i++)
+		head[i] = (uint8_t)(len >> (56 - 8 * i));
+	for (int i = 0; i < 4; i++)
+		head[8 + i] = (uint8_t)(id >> (24 - 8 * i));
+	if (wbuf_reserve(c, sizeof(head) + nng_msg_len(m)) != 0) {
+		nng_msg_free(m);
+		return -1;
+	}
+	memcpy(c->wbuf, head, sizeof(head));
+	memcpy(c->wbuf + sizeof(head), nng_msg_body(m), nng_msg_len(m));
+	size_t total = sizeof(head) + nng_msg_len(m);
+	nng_msg_free(m);
+	if (wr_all(c, c->wbuf, total) != 0 || rd_exact(c, head, sizeof(head)) != 0)
+		return -1;
+	len = 0;
+	for (int i = 0; i < 8; i++)
+		len = len << 8 | head[i];
+	uint32_t back = (uint32_t)head[8] << 24 | (uint32_t)head[9] << 16 | (uint32_t)head[10] << 8 |
+	                head[11];
+	if (len < 4 || len > (64u << 20) || back != id)
+		return fail(c, "SP reply: length %" PRIu64 ", id %08x for %08x", len, back, id);
+	if (nng_msg_alloc(rep, (size_t)len - 4) != 0)
+		return fail(c, "out of memory");
+	if (rd_exact(c, nng_msg_body(*rep), (size_t)len - 4) != 0) {
+		nng_msg_free(*rep);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+nng_open(conn *c)
 {
 	int rv;
-	(void)consumer;
 	if ((rv = nng_req0_open(&c->sock)) != 0)
 		return fail(c, "nng_req0_open: %s", nng_strerror(rv));
 	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 0);
@@ -608,6 +690,15 @@ sl_open(conn *c, bool consumer)
 		c->sock = (nng_socket)NNG_SOCKET_INITIALIZER;
 		return fail(c, "dial %s: %s", opt.addr, nng_strerror(rv));
 	}
+	return 0;
+}
+
+static int
+sl_open(conn *c, bool consumer)
+{
+	(void)consumer;
+	if ((sp_raw ? sp_open(c) : nng_open(c)) != 0)
+		return -1;
 	if (getrandom(c->nonce, sizeof(c->nonce), 0) != sizeof(c->nonce) ||
 	    getrandom(&c->rid, sizeof(c->rid), 0) != sizeof(c->rid))
 		return fail(c, "getrandom failed");
@@ -617,6 +708,7 @@ sl_open(conn *c, bool consumer)
 static void
 sl_close(conn *c)
 {
+	tcp_close(c);
 	if (nng_socket_id(c->sock) > 0)
 		nng_close(c->sock);
 	c->sock = (nng_socket)NNG_SOCKET_INITIALIZER;
@@ -634,12 +726,15 @@ sl_roundtrip(conn *c, nng_msg *m, const proto_buf *b, nng_msg **rep, proto_frame
 	}
 	if (b->len < nng_msg_len(m))
 		nng_msg_chop(m, nng_msg_len(m) - b->len);
-	if ((rv = nng_sendmsg(c->sock, m, 0)) != 0) {
+	if (sp_raw) {
+		if (sp_roundtrip(c, m, rep) != 0)
+			return -1;
+	} else if ((rv = nng_sendmsg(c->sock, m, 0)) != 0) {
 		nng_msg_free(m);
 		return fail(c, "send: %s", nng_strerror(rv));
-	}
-	if ((rv = nng_recvmsg(c->sock, rep, 0)) != 0)
+	} else if ((rv = nng_recvmsg(c->sock, rep, 0)) != 0) {
 		return fail(c, "recv: %s", nng_strerror(rv));
+	}
 	if ((rv = proto_frame_decode(nng_msg_body(*rep), nng_msg_len(*rep), f)) != PROTO_OK) {
 		nng_msg_free(*rep);
 		return fail(c, "reply: %s", proto_strerror(rv));
@@ -1383,8 +1478,8 @@ usage(FILE *f)
 	        "usage: qbench -s SYSTEM -a ADDR [-w WORKLOAD] [options]\n"
 	        "       qbench -w port | qbench -w fsync -a DIR\n"
 	        "\n"
-	        "  -s SYSTEM      sluice, sluice-http (enqueue only), beanstalkd, redis (RPOP),\n"
-	        "                 redis-reliable (LMOVE+LREM)\n"
+	        "  -s SYSTEM      sluice (NNG), sluice-sp (SP over a plain socket), sluice-http\n"
+	        "                 (enqueue only), beanstalkd, redis (RPOP), redis-reliable (LMOVE+LREM)\n"
 	        "  -a ADDR        HOST:PORT (sluice: tcp://HOST:PORT)\n"
 	        "  -w WORKLOAD    enqueue (default), rate, drain, ping, port, fsync\n"
 	        "  -c N           enqueue, rate: connections (threads), default 1\n"
@@ -1434,6 +1529,10 @@ main(int argc, char **argv)
 		return free_port();
 	if (strcmp(opt.workload, "fsync") == 0)
 		return opt.addr != NULL ? fsync_rate(opt.addr) : (usage(stderr), 2);
+	if (system != NULL && strcmp(system, "sluice-sp") == 0) {
+		sp_raw = true; /* the sluice backend, on a plain socket */
+		system = "sluice";
+	}
 	for (size_t i = 0; system != NULL && i < sizeof(backends) / sizeof(backends[0]); i++)
 		if (strcmp(system, backends[i].name) == 0)
 			opt.be = &backends[i];
@@ -1445,15 +1544,16 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (opt.be->open != sl_open) {
+	if (opt.be->open != sl_open || sp_raw) {
 		static char host[256];
-		const char *colon = strrchr(opt.addr, ':');
-		if (colon == NULL || (size_t)(colon - opt.addr) >= sizeof(host)) {
+		const char *a = strncmp(opt.addr, "tcp://", 6) == 0 ? opt.addr + 6 : opt.addr;
+		const char *colon = strrchr(a, ':');
+		if (colon == NULL || (size_t)(colon - a) >= sizeof(host)) {
 			fprintf(stderr, "qbench: address must be HOST:PORT\n");
 			return 2;
 		}
-		memcpy(host, opt.addr, (size_t)(colon - opt.addr));
-		host[colon - opt.addr] = '\0';
+		memcpy(host, a, (size_t)(colon - a));
+		host[colon - a] = '\0';
 		opt.host = host;
 		opt.port = atoi(colon + 1);
 	}
