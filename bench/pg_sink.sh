@@ -24,7 +24,9 @@
 #    sluice   `sluice load --target sluice --vus 64` against a broker with
 #             WORKERS workers (default 1) writing to the same database; the
 #             window runs from the start of the load until the table holds
-#             every acknowledged message (checked: exactly once).
+#             every acknowledged message (checked: exactly once). With
+#             VIA=http the producers use the broker's HTTP API instead
+#             (`sluice load --target http`), as a web application would.
 #    For each: acknowledged rows per second, and the database's transactions
 #    per second = xact_commit after - before, over the window. Every session is
 #    closed before `after` is read, so its statistics are flushed.
@@ -36,6 +38,8 @@ BUILD=${1:-./build}
 N=${2:-200000}
 SECS=${3:-10}
 WORKERS=${WORKERS:-1}
+VIA=${VIA:-sluice}
+case $VIA in sluice | http) ;; *) echo "pg_sink: VIA is sluice or http" >&2; exit 2 ;; esac
 VUS=64
 BIN=$(cd "$BUILD/bin" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,10 +69,12 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 config() {
 	dir="$SCRATCH/$1"
 	mkdir -p "$dir"
+	http='""'
+	[ "$VIA" = http ] && http=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	cat >"$dir/sluice.yaml" <<EOF
 broker:
   listen: [ipc://$dir/broker.ipc]
-  http: ""
+  http: $http
   data: $dir/broker.db
 worker:
   broker: ipc://$dir/broker.ipc
@@ -117,7 +123,7 @@ json_total() { # json_total FILE KEY: a number of the "total" object
 	python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['total'][sys.argv[2]])" "$1" "$2"
 }
 
-echo "pg_sink: PostgreSQL $(q 'SHOW server_version'), synchronous_commit=$(q 'SHOW synchronous_commit'), $(nproc) cores, load $(uptime | sed 's/.*average: //')"
+echo "pg_sink: PostgreSQL $(q 'SHOW server_version'), synchronous_commit=$(q 'SHOW synchronous_commit'), $(nproc) cores, load $(uptime | sed 's/.*average: //'), producers via $VIA"
 
 # ---- 1. drain with one worker ----
 cfg=$(config drain drain_events)
@@ -177,7 +183,7 @@ done
 sleep 1 # the workers are connected
 x0s=$(xacts)
 t0=$(now_ms)
-"$BIN/sluice" -c "$cfg" load --target sluice --queue bench --vus $VUS --duration "${SECS}s" \
+"$BIN/sluice" -c "$cfg" load --target "$VIA" --queue bench --vus $VUS --duration "${SECS}s" \
 	--quiet --json "$SCRATCH/sluice.json" >/dev/null
 wait_drained "$cfg"
 t1=$(now_ms)
