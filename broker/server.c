@@ -1,5 +1,7 @@
 /*
- * server: NNG REP contexts in front of the writer.
+ * server: the broker's SP side in front of the writer. tcp:// listeners
+ * are served by spd (our own reactor); ipc:// and tls+tcp:// by NNG's REP
+ * socket with contexts, below. Both hand each request frame to serve().
  *
  * Each context cycles RECV -> (WRITER) -> SEND -> RECV. The request message
  * stays alive until its reply is sent, because the decoded frame borrows
@@ -12,6 +14,7 @@
 
 #include "codec.h"
 #include "log.h"
+#include "spd.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -64,6 +67,8 @@ struct brk_server {
 	brk_counters *counters;
 	lst *listeners;
 	size_t nlisteners;
+	brk_spd **spds;      /* the tcp:// listeners */
+	size_t nspds;
 	pthread_t guard;     /* the IPC listener guard, see below */
 	bool guard_running;
 	bool guard_stop;     /* guarded by mu */
@@ -208,67 +213,77 @@ writer_done(brk_req *r)
 	send_reply(r->arg);
 }
 
+/* Answers r at once with an ERROR frame. */
 static void
-reply_error_now(sctx *x, uint32_t rid, int code, const char *msg)
+answer_error(brk_req *r, uint32_t rid, int code, const char *msg)
 {
 	proto_buf b;
-	uint8_t *mem = reply_buf(&x->r, PROTO_HEADER_SIZE + 8 + strlen(msg));
-	x->r.reply_len = 0;
+	size_t size = PROTO_HEADER_SIZE + 8 + strlen(msg);
+	uint8_t *mem = r->reply_buf(r, size);
+	r->reply_len = 0;
 	if (mem != NULL) {
-		proto_buf_init(&b, mem, PROTO_HEADER_SIZE + 8 + strlen(msg));
+		proto_buf_init(&b, mem, size);
 		proto_enc_error(&b, rid, (uint16_t)code, code == PROTO_ERR_SHUTTING_DOWN ? 1000 : 0, msg);
 		if (proto_end(&b) == PROTO_OK)
-			x->r.reply_len = b.len;
+			r->reply_len = b.len;
 	}
-	send_reply(x);
+	r->done(r);
 }
 
+/* One request frame, from either transport: PING and bad frames are
+ * answered here, everything else goes to the writer. */
 static void
-on_request(sctx *x)
+serve(void *arg, brk_req *r, const uint8_t *frame, size_t len)
 {
-	brk_server *s = x->s;
-	proto_frame *f = &x->r.f;
-	int rc = proto_frame_decode(nng_msg_body(x->req), nng_msg_len(x->req), f);
+	brk_server *s = arg;
+	proto_frame *f = &r->f;
+	int rc = proto_frame_decode(frame, len, f);
 
 	if (rc != PROTO_OK) {
 		char msg[160];
 		__atomic_add_fetch(&s->counters->bad_frames, 1, __ATOMIC_RELAXED);
 		snprintf(msg, sizeof(msg), "bad frame: %s", proto_strerror(rc));
-		log_debug("BAD-FRAME", "%zu bytes: %s", nng_msg_len(x->req), proto_strerror(rc));
-		reply_error_now(x, rc == PROTO_E_MAGIC || rc == PROTO_E_SHORT ? 0 : f->h.request_id,
-		                rc == PROTO_E_VERSION ? PROTO_ERR_UNSUPPORTED_VERSION : PROTO_ERR_BAD_FRAME,
-		                rc == PROTO_E_VERSION ? "unsupported protocol version: this broker speaks 1"
-		                                      : msg);
+		log_debug("BAD-FRAME", "%zu bytes: %s", len, proto_strerror(rc));
+		answer_error(r, rc == PROTO_E_MAGIC || rc == PROTO_E_SHORT ? 0 : f->h.request_id,
+		             rc == PROTO_E_VERSION ? PROTO_ERR_UNSUPPORTED_VERSION : PROTO_ERR_BAD_FRAME,
+		             rc == PROTO_E_VERSION ? "unsupported protocol version: this broker speaks 1"
+		                                   : msg);
 		return;
 	}
 	if (f->h.type & 0x80) {
 		__atomic_add_fetch(&s->counters->bad_frames, 1, __ATOMIC_RELAXED);
-		reply_error_now(x, f->h.request_id, PROTO_ERR_BAD_FRAME, "bad frame: a reply sent as a request");
+		answer_error(r, f->h.request_id, PROTO_ERR_BAD_FRAME, "bad frame: a reply sent as a request");
 		return;
 	}
 	if (f->h.type == PROTO_T_PING) {
 		proto_buf b;
 		size_t size = PROTO_HEADER_SIZE + 1 + strlen(SERVER_NAME) + 8;
-		uint8_t *mem = reply_buf(&x->r, size);
-		x->r.reply_len = 0;
+		uint8_t *mem = r->reply_buf(r, size);
+		r->reply_len = 0;
 		if (mem != NULL) {
 			proto_buf_init(&b, mem, size);
 			proto_enc_info(&b, f->h.request_id, SERVER_NAME, s->max_message_bytes, s->frame_limit);
 			if (proto_end(&b) == PROTO_OK)
-				x->r.reply_len = b.len;
+				r->reply_len = b.len;
 		}
-		send_reply(x);
+		r->done(r);
 		return;
 	}
 	pthread_mutex_lock(&s->mu);
 	if (s->draining) {
 		pthread_mutex_unlock(&s->mu);
-		reply_error_now(x, f->h.request_id, PROTO_ERR_SHUTTING_DOWN, "the broker is shutting down");
+		answer_error(r, f->h.request_id, PROTO_ERR_SHUTTING_DOWN, "the broker is shutting down");
 		return;
 	}
-	x->state = S_WRITER;
-	brk_writer_submit(s->w, &x->r);
+	brk_writer_submit(s->w, r);
 	pthread_mutex_unlock(&s->mu);
+}
+
+static void
+on_request(sctx *x)
+{
+	x->state = S_WRITER; /* an answer given at once moves it on to S_SEND */
+	serve(x->s, &x->r, nng_msg_body(x->req), nng_msg_len(x->req));
 }
 
 static void
@@ -523,8 +538,9 @@ brk_server_open(const cfg *c, brk_writer *w, brk_server **out, char *err, size_t
 
 	s->ctxs = calloc(NCTX, sizeof(*s->ctxs));
 	s->listeners = calloc(c->broker.nlisten, sizeof(*s->listeners));
+	s->spds = calloc(c->broker.nlisten, sizeof(*s->spds));
 	s->pend = calloc(PEND_SLOTS, sizeof(*s->pend));
-	if (s->ctxs == NULL || s->listeners == NULL || s->pend == NULL) {
+	if (s->ctxs == NULL || s->listeners == NULL || s->spds == NULL || s->pend == NULL) {
 		snprintf(err, errlen, "out of memory");
 		rv = NNG_ENOMEM;
 		goto fail;
@@ -543,8 +559,19 @@ brk_server_open(const cfg *c, brk_writer *w, brk_server **out, char *err, size_t
 		s->nctx++;
 	}
 	for (size_t i = 0; i < c->broker.nlisten; i++) {
+		const char *url = c->broker.listen[i];
+		if (strncmp(url, "tcp://", 6) == 0) {
+			if (brk_spd_open(url, s->frame_limit, serve, s, &s->counters->connections,
+			                 &s->spds[s->nspds], err, errlen) != 0) {
+				rv = NNG_EADDRINUSE;
+				goto fail;
+			}
+			s->nspds++;
+			log_info("LISTENING", "%s", url);
+			continue;
+		}
 		lst *L = &s->listeners[s->nlisteners];
-		L->url = c->broker.listen[i];
+		L->url = url;
 		L->ipc = strncmp(L->url, "ipc://", 6) == 0;
 		if ((rv = start_listener(s, L, err, errlen)) != 0)
 			goto fail;
@@ -583,6 +610,8 @@ brk_server_drain(brk_server *s)
 	for (size_t i = 0; i < s->nlisteners; i++)
 		nng_listener_close(s->listeners[i].l);
 	s->nlisteners = 0;
+	for (size_t i = 0; i < s->nspds; i++)
+		brk_spd_stop_accepting(s->spds[i]);
 }
 
 void
@@ -607,6 +636,9 @@ brk_server_close(brk_server *s)
 		if (x->rep != NULL)
 			nng_msg_free(x->rep);
 	}
+	for (size_t i = 0; i < s->nspds; i++)
+		brk_spd_close(s->spds[i]);
+	free(s->spds);
 	free(s->ctxs);
 	free(s->listeners);
 	free(s->pend);

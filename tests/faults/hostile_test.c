@@ -7,14 +7,15 @@
  * the broker's VmRSS; at the end every bad input is counted (bad_frames,
  * sluice_bad_frames_total, the HTTP error counters) and the audit runs.
  *
- * The memory bound. The broker holds at most: one request per NNG context
- * (1024 contexts, each up to the frame limit) and the reply it is sending
- * (up to the frame limit), one partly received message per connection (up
- * to the frame limit; NNG drops a connection whose length header is over
- * it), SQLite's page cache (64 MiB), the index, and per-connection NNG and
- * HTTP state. A client that stops reading its replies is disconnected once
- * a reply of its has waited a second or it has 256 waiting (server.c), so
- * such clients hold contexts for a second at most. This test runs with
+ * The memory bound. The broker holds at most: 1024 requests in hand on
+ * each transport (NNG's contexts for ipc://, spd.c's limit for tcp://),
+ * each up to the frame limit, with its reply (up to the frame limit), one
+ * partly received message per connection (up to the frame limit; a
+ * connection whose length header is over it is dropped), SQLite's page
+ * cache (64 MiB), the index, and per-connection state. A client that stops
+ * reading its replies is disconnected once a reply of its has waited a
+ * second, and is not read while it has 256 in hand (server.c, spd.c), so
+ * such clients hold requests for a second at most. This test runs with
  * max_message_bytes 64 KiB (a frame limit of 128 KiB) so that the bound is
  * tight enough to mean something: see memory_bound_kb() for the figure it
  * asserts. */
@@ -482,7 +483,7 @@ static long
 memory_bound_kb(int conns_held)
 {
 	long frame_kb = FRAME_LIMIT / 1024;
-	long contexts = 1024L * 2 * frame_kb;      /* a request and a reply each */
+	long contexts = 2 * 1024L * 2 * frame_kb;  /* two transports; a request and a reply each */
 	long partial = (long)conns_held * frame_kb; /* a half-received message per connection */
 	long cache = 64 * 1024;                     /* SQLite's page cache */
 	long per_conn = (long)conns_held * 64;      /* NNG and HTTP state, generously */
