@@ -163,6 +163,20 @@ th_write(const char *name, const char *text)
 }
 
 char *
+th_recv_all(int fd)
+{
+	size_t cap = 65536, len = 0;
+	char *buf = malloc(cap);
+	ssize_t n;
+	if (buf == NULL)
+		return NULL;
+	while (len < cap - 1 && (n = recv(fd, buf + len, cap - 1 - len, 0)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	return keep(buf);
+}
+
+char *
 th_read(const char *path)
 {
 	FILE *f = fopen(path, "rb");

@@ -82,6 +82,9 @@ const char *th_write(const char *name, const char *text);
 /* Reads a whole file (NUL-terminated); lives until the case ends; NULL if
  * unreadable. */
 char *th_read(const char *path);
+/* Reads a socket until the peer closes it, it fails or 64 KiB are in
+ * (NUL-terminated); lives until the case ends. */
+char *th_recv_all(int fd);
 
 /* Starts argv (NULL-terminated) in its own process group, stdout and stderr
  * appended to th_path(log_name). The child is killed when the case ends. */

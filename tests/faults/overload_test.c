@@ -30,14 +30,9 @@ http_post_raw(const char *body)
 	                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
 	                         strlen(body), body);
 	CHECK(send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req));
-	static char buf[4096];
-	size_t len = 0;
-	ssize_t k;
-	while (len < sizeof(buf) - 1 && (k = recv(fd, buf + len, sizeof(buf) - 1 - len, 0)) > 0)
-		len += (size_t)k;
-	buf[len] = '\0';
+	const char *out = th_recv_all(fd);
 	close(fd);
-	return th_fmt("%s", buf);
+	return out;
 }
 
 static void

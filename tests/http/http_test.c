@@ -591,20 +591,6 @@ acknowledged_enqueues_survive_shutdown(void)
 	CHECK(fx_stat(c, "jobs", "depth") >= acked);
 }
 
-/* Reads from fd until the server closes it (or 10 s pass); returns what
- * came, NUL-terminated. */
-static const char *
-read_to_close(int fd)
-{
-	static char buf[65536];
-	size_t len = 0;
-	ssize_t n;
-	while (len < sizeof(buf) - 1 && (n = recv(fd, buf + len, sizeof(buf) - 1 - len, 0)) > 0)
-		len += (size_t)n;
-	buf[len] = '\0';
-	return buf;
-}
-
 /* Sends req on a new connection and reads the answer to the close. */
 static const char *
 exchange(const char *req, size_t len, bool half_close)
@@ -613,7 +599,7 @@ exchange(const char *req, size_t len, bool half_close)
 	CHECK(send(fd, req, len, MSG_NOSIGNAL) == (ssize_t)len);
 	if (half_close)
 		shutdown(fd, SHUT_WR);
-	const char *out = th_fmt("%s", read_to_close(fd));
+	const char *out = th_recv_all(fd);
 	close(fd);
 	return out;
 }
