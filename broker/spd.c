@@ -5,9 +5,10 @@
  * Each request is copied out of the input into an sreq, which lives until
  * its reply is written (or dropped with the connection): the limits below
  * count sreqs, so they bound the memory requests and replies take, as
- * NNG's contexts did. A connection over its limit, or any connection
- * while all are at theirs, stops being read; its bytes wait in the socket
- * and it is kicked when a reply is written.
+ * NNG's contexts did: 1024 in all, plus one for each connection that has
+ * none (so that clients flooding us cannot starve the others). A
+ * connection over its limit, or while all are taken, stops being read;
+ * its bytes wait in the socket and it is kicked when a reply is written.
  *
  * Why not NNG's REP socket for tcp://: each request crossed NNG's poll
  * thread, a task thread, the writer and the completion thread, and on two
@@ -17,13 +18,13 @@
 
 #include "log.h"
 #include "reactor.h"
+#include "sp_wire.h"
 
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_HOPS 8               /* backtrace words before the request id */
 #define PEER_INFLIGHT_MAX 256    /* requests in hand per connection */
 #define INFLIGHT_MAX 1024        /* requests in hand over all connections */
 #define WRITE_STALL_MS 1000      /* a peer that leaves a reply unread this long is dropped */
@@ -38,7 +39,7 @@ typedef struct sreq {
 	uint8_t *rep;            /* owned: length, backtrace, reply frame */
 	size_t repcap;
 	uint32_t btlen;          /* bytes of backtrace */
-	uint8_t bt[4 * MAX_HOPS];
+	uint8_t bt[4 * BRK_SP_MAX_HOPS];
 } sreq;
 
 struct spconn {
@@ -61,8 +62,6 @@ struct brk_spd {
 	int inflight;            /* the reactor thread's, like what follows */
 	spconn *starved;
 };
-
-static const uint8_t HELLO_REP[8] = {0, 'S', 'P', 0, 0x00, 0x31, 0, 0};
 
 static void
 sc_unref(spconn *sc)
@@ -127,8 +126,7 @@ done(brk_req *r)
 	q->o.len = 0;
 	if (q->rep != NULL && r->reply_len > 0) {
 		uint64_t n = q->btlen + r->reply_len;
-		for (int i = 0; i < 8; i++)
-			q->rep[i] = (uint8_t)(n >> (56 - 8 * i));
+		brk_sp_put_length(q->rep, n);
 		memcpy(q->rep + 8, q->bt, q->btlen);
 		q->o.data = q->rep;
 		q->o.len = 8 + (size_t)n;
@@ -160,41 +158,21 @@ hello_release(brk_rx_out *o)
 
 /* ---- the protocol ---- */
 
-static uint64_t
-be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* The request in the 8 + n bytes at in: hand it over. false when it could
- * not be (out of memory: the connection is dropped). */
+/* The request in msg (need bytes, a backtrace of bt): hand it over. false
+ * when out of memory (the connection is dropped). */
 static bool
-take(spconn *sc, const uint8_t *in, size_t n)
+take(spconn *sc, const uint8_t *msg, size_t need, size_t bt)
 {
 	brk_spd *d = sc->d;
-	size_t bt = 0;
-	bool id = false;
-	while (!id && bt + 4 <= n && bt < sizeof(((sreq *)0)->bt)) {
-		id = (in[8 + bt] & 0x80) != 0;
-		bt += 4;
-	}
-	if (!id) {
-		/* no request id: not a REQ request; NNG drops those too */
-		log_debug("SP-NO-REQUEST-ID", "a message of %zu bytes without a request id", n);
-		return true;
-	}
+	size_t flen = need - 8 - bt;
 	sreq *q = calloc(1, sizeof(*q));
-	size_t flen = n - bt;
 	if (q == NULL || (flen > 0 && (q->frame = malloc(flen)) == NULL)) {
 		free(q);
 		return false;
 	}
 	if (flen > 0)
-		memcpy(q->frame, in + 8 + bt, flen);
-	memcpy(q->bt, in + 8, bt);
+		memcpy(q->frame, msg + 8 + bt, flen);
+	memcpy(q->bt, msg + 8, bt);
 	q->btlen = (uint32_t)bt;
 	q->sc = sc;
 	q->o.release = sreq_release;
@@ -214,45 +192,46 @@ on_input(void *arg, brk_rx_conn *c)
 {
 	brk_spd *d = arg;
 	spconn *sc = brk_rx_data(c);
-	size_t len;
+	size_t len, need, bt;
 	uint8_t *in = brk_rx_input(c, &len);
 
 	if (!sc->hello) {
-		if (len < 8) {
-			brk_rx_want(c, 8);
+		if (len < BRK_SP_HELLO_LEN) {
+			brk_rx_want(c, BRK_SP_HELLO_LEN);
 			return;
 		}
-		/* SP version 0, the peer a REQ (0x30) */
-		if (in[0] != 0 || in[1] != 'S' || in[2] != 'P' || in[3] != 0 || in[4] != 0 ||
-		    in[5] != 0x30) {
+		if (!brk_sp_hello_from_req(in)) {
 			log_debug("SP-BAD-HANDSHAKE", "a peer that is not an SP REQ socket");
 			brk_rx_drop(c);
 			return;
 		}
-		brk_rx_consume(c, 8);
+		brk_rx_consume(c, BRK_SP_HELLO_LEN);
 		sc->hello = true;
 		__atomic_add_fetch(d->connections, 1, __ATOMIC_RELAXED);
 	}
 	for (;;) {
 		in = brk_rx_input(c, &len);
-		if (len < 8) {
-			brk_rx_want(c, 8);
+		switch (brk_sp_request(in, len, (uint64_t)d->frame_limit + sizeof(((sreq *)0)->bt), &need,
+		                       &bt)) {
+		case BRK_SP_MORE:
+			brk_rx_want(c, need);
 			return;
-		}
-		uint64_t n = be64(in);
-		if (n < 4 || n > (uint64_t)d->frame_limit + sizeof(((sreq *)0)->bt)) {
-			/* NNG drops a connection announcing more than it takes,
-			 * before it costs memory */
-			log_debug("SP-TOO-LARGE", "a message of %llu bytes announced; closing",
-			          (unsigned long long)n);
+		case BRK_SP_TOO_LARGE:
+			/* as NNG does: drop a connection announcing more than we
+			 * take, before it costs memory */
+			log_debug("SP-TOO-LARGE", "a message over the frame limit announced; closing");
 			brk_rx_drop(c);
 			return;
+		case BRK_SP_NO_ID:
+			/* not a REQ request; NNG drops those too */
+			log_debug("SP-NO-REQUEST-ID", "a message of %zu bytes without a request id", need);
+			brk_rx_consume(c, need);
+			continue;
 		}
-		if (len < 8 + n) {
-			brk_rx_want(c, 8 + (size_t)n);
-			return;
-		}
-		if (sc->inflight >= PEER_INFLIGHT_MAX || d->inflight >= INFLIGHT_MAX) {
+		/* a connection with nothing in hand always gets one request in,
+		 * so that clients flooding us cannot starve the others */
+		if (sc->inflight >= PEER_INFLIGHT_MAX ||
+		    (d->inflight >= INFLIGHT_MAX && sc->inflight > 0)) {
 			if (!sc->starved) {
 				sc->starved = true;
 				sc->next_starved = d->starved;
@@ -261,11 +240,11 @@ on_input(void *arg, brk_rx_conn *c)
 			brk_rx_busy(c, true); /* waiting on us, not a stall */
 			return;
 		}
-		if (!take(sc, in, (size_t)n)) {
+		if (!take(sc, in, need, bt)) {
 			brk_rx_drop(c);
 			return;
 		}
-		brk_rx_consume(c, 8 + (size_t)n);
+		brk_rx_consume(c, need);
 		brk_rx_want(c, 0);
 	}
 }
@@ -279,8 +258,8 @@ on_open(void *arg, brk_rx_conn *c)
 	sc->d = arg;
 	sc->c = c;
 	sc->refs = 2; /* the connection, our handshake */
-	sc->hello_out.data = HELLO_REP;
-	sc->hello_out.len = sizeof(HELLO_REP);
+	sc->hello_out.data = brk_sp_hello_rep;
+	sc->hello_out.len = BRK_SP_HELLO_LEN;
 	sc->hello_out.release = hello_release;
 	brk_rx_set_data(c, sc);
 	brk_rx_send(c, &sc->hello_out);

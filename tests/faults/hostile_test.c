@@ -10,6 +10,7 @@
  * The memory bound. The broker holds at most: 1024 requests in hand on
  * each transport (NNG's contexts for ipc://, spd.c's limit for tcp://),
  * each up to the frame limit, with its reply (up to the frame limit), one
+ * more request and reply per tcp:// connection that has none in hand, one
  * partly received message per connection (up to the frame limit; a
  * connection whose length header is over it is dropped), SQLite's page
  * cache (64 MiB), the index, and per-connection state. A client that stops
@@ -484,7 +485,9 @@ memory_bound_kb(int conns_held)
 {
 	long frame_kb = FRAME_LIMIT / 1024;
 	long contexts = 2 * 1024L * 2 * frame_kb;  /* two transports; a request and a reply each */
-	long partial = (long)conns_held * frame_kb; /* a half-received message per connection */
+	/* per connection: a half-received message, and one request in hand
+	 * (with its reply) beyond the 1024 (spd.c) */
+	long partial = (long)conns_held * 3 * frame_kb;
 	long cache = 64 * 1024;                     /* SQLite's page cache */
 	long per_conn = (long)conns_held * 64;      /* NNG and HTTP state, generously */
 	return contexts + partial + cache + per_conn;
