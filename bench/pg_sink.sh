@@ -65,19 +65,22 @@ q() { psql "$DSN" -X -qAt -c "$1"; }
 xacts() { sleep 1; q "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-# config NAME TABLE: a broker on ipc in the scratch dir, workers on the table
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# config NAME TABLE: a broker on loopback, workers on the table
 config() {
 	dir="$SCRATCH/$1"
 	mkdir -p "$dir"
 	http='""'
-	[ "$VIA" = http ] && http=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	[ "$VIA" = http ] && http=127.0.0.1:$(free_port)
+	url=tcp://127.0.0.1:$(free_port)
 	cat >"$dir/sluice.yaml" <<EOF
 broker:
-  listen: [ipc://$dir/broker.ipc]
+  listen: [$url]
   http: $http
   data: $dir/broker.db
 worker:
-  broker: ipc://$dir/broker.ipc
+  broker: $url
   queue: bench
   batch_size: 500
   linger: 50ms
