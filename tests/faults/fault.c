@@ -330,6 +330,21 @@ read_sink(tally *t, const char *db, const char *table)
 	sqlite3_close(h);
 }
 
+bool
+ft_sqlite_write_locked(const char *db)
+{
+	sqlite3 *h;
+	bool locked = false;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+		sqlite3_busy_timeout(h, 0);
+		locked = sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_BUSY;
+		if (!locked)
+			sqlite3_exec(h, "ROLLBACK", NULL, NULL, NULL);
+	}
+	sqlite3_close(h);
+	return locked;
+}
+
 static void
 read_jobs(tally *t, const char *path)
 {

@@ -113,6 +113,9 @@ int ft_children(pid_t parent, const char *name, pid_t *out, int max);
 pid_t ft_broker_via(const char *log, const char *const *prefix);
 /* Is pid alive (and not a zombie)? */
 bool ft_alive(pid_t pid);
+/* Is a write transaction open on the SQLite database db (its write lock
+ * taken)? */
+bool ft_sqlite_write_locked(const char *db);
 /* Occurrences of text in a file (0 if unreadable). */
 int ft_count_in(const char *path, const char *text);
 
