@@ -25,24 +25,24 @@
 #include <string.h>
 #include <strings.h>
 
-#define IDLE_MS 120000      /* a kept-alive connection with no request this long is closed */
-#define WRITE_STALL_MS 30000 /* an answer the client does not read for this long */
+#define IDLE_MS        120000 /* a kept-alive connection with no request this long is closed */
+#define WRITE_STALL_MS 30000  /* an answer the client does not read for this long */
 
 enum hstate {
-	H_HEAD,     /* reading a head */
-	H_HANDLER,  /* the handler has the request */
-	H_BODY,     /* reading the body the handler asked for */
-	H_SKIP,     /* dropping the body of a request answered without it */
+	H_HEAD,    /* reading a head */
+	H_HANDLER, /* the handler has the request */
+	H_BODY,    /* reading the body the handler asked for */
+	H_SKIP,    /* dropping the body of a request answered without it */
 };
 
 typedef struct hconn hconn;
 
 struct brk_hreq {
 	brk_http_head head;
-	size_t clen;           /* Content-Length (0 when not framed) */
+	size_t clen; /* Content-Length (0 when not framed) */
 	bool framed;
-	bool expect;           /* Expect: 100-continue */
-	bool close;            /* the client asked for the connection to close */
+	bool expect; /* Expect: 100-continue */
+	bool close;  /* the client asked for the connection to close */
 	void *data;
 	hconn *h;
 };
@@ -50,7 +50,7 @@ struct brk_hreq {
 /* An answer: the reactor writes its bytes, then frees it. */
 typedef struct answer {
 	brk_rx_out o;
-	hconn *h;              /* NULL: not a request's answer */
+	hconn *h; /* NULL: not a request's answer */
 	uint8_t bytes[];
 } answer;
 
@@ -58,13 +58,13 @@ struct hconn {
 	brk_httpd *s;
 	brk_rx_conn *c;
 	int state;
-	size_t head_len;       /* of the request in hand */
-	size_t scanned;        /* brk_http_head_parse's */
-	size_t skip;           /* H_SKIP: body bytes still to drop */
+	size_t head_len; /* of the request in hand */
+	size_t scanned;  /* brk_http_head_parse's */
+	size_t skip;     /* H_SKIP: body bytes still to drop */
 	bool body_read;
-	int refs;              /* the connection, and a request's answer until released */
-	bool gone;             /* abandoned: brk_hreq_body gives NULL */
-	answer spare;          /* posted empty, closing, when an answer cannot be allocated */
+	int refs;     /* the connection, and a request's answer until released */
+	bool gone;    /* abandoned: brk_hreq_body gives NULL */
+	answer spare; /* posted empty, closing, when an answer cannot be allocated */
 	brk_hreq r;
 };
 
@@ -198,7 +198,8 @@ brk_hreq_respond(brk_hreq *r, unsigned status, const char *type, const char *hea
 	                 "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
 	                 status, brk_http_reason(status), type, len, headers ? headers : "",
 	                 close ? "Connection: close\r\n" : "");
-	answer *a = n > 0 && (size_t)n < sizeof(head) ? answer_alloc(h, (size_t)n + blen, true) : NULL;
+	answer *a =
+	        n > 0 && (size_t)n < sizeof(head) ? answer_alloc(h, (size_t)n + blen, true) : NULL;
 	if (a == NULL) {
 		/* cannot answer: give up on the connection */
 		a = &h->spare;
@@ -223,10 +224,11 @@ static void
 refuse(hconn *h, unsigned status, const char *why)
 {
 	char msg[256];
-	int n = snprintf(msg, sizeof(msg),
-	                 "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-	                 "Connection: close\r\n\r\n{\"error\":\"%s\"}\n",
-	                 status, brk_http_reason(status), strlen(why) + 13, why);
+	int n = snprintf(
+	        msg, sizeof(msg),
+	        "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+	        "Connection: close\r\n\r\n{\"error\":\"%s\"}\n",
+	        status, brk_http_reason(status), strlen(why) + 13, why);
 	answer *a = answer_alloc(h, (size_t)n, false);
 	if (a != NULL) {
 		memcpy(a->bytes, msg, (size_t)n);
@@ -286,8 +288,7 @@ on_input(void *arg, brk_rx_conn *c)
 	for (;;) {
 		in = brk_rx_input(c, &len);
 		switch (h->state) {
-		case H_HANDLER:
-			return;
+		case H_HANDLER: return;
 		case H_SKIP: {
 			size_t d = len < h->skip ? len : h->skip;
 			brk_rx_consume(c, d);
@@ -321,8 +322,9 @@ on_input(void *arg, brk_rx_conn *c)
 			}
 			if (n < 0) {
 				refuse(h, (unsigned)-n,
-				       n == -431 ? "request head too large" :
-				       n == -505 ? "HTTP/1.x only" : "bad request");
+				       n == -431   ? "request head too large"
+				       : n == -505 ? "HTTP/1.x only"
+				                   : "bad request");
 				return;
 			}
 			brk_rx_want(c, len + 2048);
@@ -367,7 +369,7 @@ on_moved(void *arg, brk_rx_conn *c, uintptr_t from, uint8_t *to)
 	(void)arg;
 	if (h->state != H_HANDLER && h->state != H_BODY)
 		return;
-#define MOVE(p) ((p) = (char *)to + ((uintptr_t)(p) - from))
+#define MOVE(p) ((p) = (char *)to + ((uintptr_t)(p)-from))
 	MOVE(hd->method);
 	MOVE(hd->target);
 	for (size_t i = 0; i < hd->nheaders; i++) {
@@ -416,15 +418,15 @@ brk_httpd_open(const char *hostport, const brk_httpd_handler *hd, brk_httpd **ou
 	}
 	s->hd = *hd;
 	brk_rx_proto p = {
-		.open = on_open,
-		.input = on_input,
-		.answered = on_answered,
-		.moved = on_moved,
-		.closed = on_closed,
-		.arg = s,
-		.idle_ms = IDLE_MS,
-		.write_stall_ms = WRITE_STALL_MS,
-		.name = "http",
+	        .open = on_open,
+	        .input = on_input,
+	        .answered = on_answered,
+	        .moved = on_moved,
+	        .closed = on_closed,
+	        .arg = s,
+	        .idle_ms = IDLE_MS,
+	        .write_stall_ms = WRITE_STALL_MS,
+	        .name = "http",
 	};
 	if (brk_rx_open(hostport, &p, &s->rx, err, errlen) != 0) {
 		free(s);

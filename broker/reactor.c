@@ -30,30 +30,30 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define STALL_MS 30000       /* a request arriving no faster than this is dropped */
-#define LINGER_MS 2000       /* after a closing answer, how long to drain the client's bytes */
-#define TICK_MS 250          /* how often stalls are looked for */
-#define ACCEPT_PAUSE_MS 100  /* out of descriptors: stop accepting this long */
-#define BUF_MIN 4096
-#define BUF_KEEP 65536       /* a bigger idle buffer is given back */
-#define MAX_EVENTS 256
-#define MAX_IOV 64
+#define STALL_MS        30000 /* a request arriving no faster than this is dropped */
+#define LINGER_MS       2000  /* after a closing answer, how long to drain the client's bytes */
+#define TICK_MS         250   /* how often stalls are looked for */
+#define ACCEPT_PAUSE_MS 100   /* out of descriptors: stop accepting this long */
+#define BUF_MIN         4096
+#define BUF_KEEP        65536 /* a bigger idle buffer is given back */
+#define MAX_EVENTS      256
+#define MAX_IOV         64
 
 struct brk_rx_conn {
 	brk_rx *rx;
-	brk_rx_conn *prev, *next;  /* rx->conns */
-	brk_rx_conn *next_kick;    /* rx->kicked */
-	int fd;                    /* -1 once ended */
-	bool readable;             /* the last edge said so and no read drained it */
-	bool rdhup;                /* the client shut its side: read to the end */
+	brk_rx_conn *prev, *next; /* rx->conns */
+	brk_rx_conn *next_kick;   /* rx->kicked */
+	int fd;                   /* -1 once ended */
+	bool readable;            /* the last edge said so and no read drained it */
+	bool rdhup;               /* the client shut its side: read to the end */
 	bool eof;
-	bool fresh;                /* input has something new for the protocol */
-	bool close_after;          /* close once the queue is written */
+	bool fresh;       /* input has something new for the protocol */
+	bool close_after; /* close once the queue is written */
 	bool lingering;
-	bool ended;                /* closed; waits for its held answers */
+	bool ended; /* closed; waits for its held answers */
 	bool busy;
 	bool kicked;
-	int held;                  /* answers due */
+	int held; /* answers due */
 	int64_t last_in, last_out, last_any, linger_until;
 
 	uint8_t *in;
@@ -62,7 +62,7 @@ struct brk_rx_conn {
 	brk_rx_out *wq_head, *wq_tail; /* answers to write, in order */
 	size_t wq_off;                 /* bytes of wq_head written */
 
-	void *data;                /* the protocol's */
+	void *data; /* the protocol's */
 };
 
 struct brk_rx {
@@ -71,7 +71,7 @@ struct brk_rx {
 	pthread_t thread;
 	bool started;
 	char addr[96];
-	brk_rx_conn *conns;        /* the thread's */
+	brk_rx_conn *conns; /* the thread's */
 	brk_rx_conn *kicked;
 	int64_t now;
 	int64_t accept_paused_until;
@@ -79,7 +79,7 @@ struct brk_rx {
 
 	pthread_mutex_t mu;
 	brk_rx_out *done_head, *done_tail; /* under mu */
-	bool stop, stop_accepting;          /* under mu */
+	bool stop, stop_accepting;         /* under mu */
 };
 
 /* ---- the protocol's view ---- */
@@ -456,9 +456,10 @@ accept_all(brk_rx *rx)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				log_warn("ACCEPT-PAUSED", "%s: cannot accept: %s; pausing %d ms", rx->p.name,
-				         strerror(errno), ACCEPT_PAUSE_MS);
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				log_warn("ACCEPT-PAUSED", "%s: cannot accept: %s; pausing %d ms",
+				         rx->p.name, strerror(errno), ACCEPT_PAUSE_MS);
 				epoll_ctl(rx->ep, EPOLL_CTL_DEL, rx->lfd, NULL);
 				rx->accept_paused_until = rx->now + ACCEPT_PAUSE_MS;
 			}
@@ -505,7 +506,8 @@ tick(brk_rx *rx)
 			if (rx->p.stalled != NULL)
 				rx->p.stalled(rx->p.arg, c, why);
 			else
-				log_debug("CONN-CLOSED", "%s: closing a connection: %s", rx->p.name, why);
+				log_debug("CONN-CLOSED", "%s: closing a connection: %s", rx->p.name,
+				          why);
 			conn_end(c); /* frees c at most: next is still good */
 		}
 	}
@@ -641,7 +643,8 @@ static int
 listen_on(brk_rx *rx, const char *hostport, char *err, size_t errlen)
 {
 	char buf[300], *host, *port;
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
 	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	int rv, e = 0;
@@ -683,8 +686,8 @@ listen_on(brk_rx *rx, const char *hostport, char *err, size_t errlen)
 	if (getsockname(rx->lfd, (struct sockaddr *)&ss, &sl) == 0 &&
 	    getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
 	                NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-		snprintf(rx->addr, sizeof(rx->addr), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h,
-		         p);
+		snprintf(rx->addr, sizeof(rx->addr), ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s",
+		         h, p);
 	else
 		snprintf(rx->addr, sizeof(rx->addr), "%s", hostport);
 	return 0;

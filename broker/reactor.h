@@ -25,9 +25,9 @@ typedef struct brk_rx_conn brk_rx_conn;
 typedef struct brk_rx_out brk_rx_out;
 
 struct brk_rx_out {
-	const uint8_t *data;   /* the answer, set before brk_rx_post */
+	const uint8_t *data; /* the answer, set before brk_rx_post */
 	size_t len;
-	bool close;            /* close the connection once it is written */
+	bool close; /* close the connection once it is written */
 	/* Called on the reactor's thread once the answer is written, or
 	 * dropped with its connection; frees what it belongs to. */
 	void (*release)(brk_rx_out *o);
@@ -59,9 +59,9 @@ typedef struct brk_rx_proto {
 	 * log (without it: a debug line). */
 	void (*stalled)(void *arg, brk_rx_conn *c, const char *why);
 	void *arg;
-	int idle_ms;         /* close a connection with nothing going on this long; 0 never */
-	int write_stall_ms;  /* close one whose answers make no progress this long */
-	const char *name;    /* for the log and the thread */
+	int idle_ms;        /* close a connection with nothing going on this long; 0 never */
+	int write_stall_ms; /* close one whose answers make no progress this long */
+	const char *name;   /* for the log and the thread */
 } brk_rx_proto;
 
 /* Listens on hostport (see brk_rx_split_addr) and starts the thread.

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #define BRK_SP_HELLO_LEN 8
-#define BRK_SP_MAX_HOPS 8    /* backtrace words, the request id included */
+#define BRK_SP_MAX_HOPS  8 /* backtrace words, the request id included */
 
 /* Is the peer's 8-byte handshake SP version 0 from a REQ socket? */
 bool brk_sp_hello_from_req(const uint8_t hello[BRK_SP_HELLO_LEN]);
@@ -20,10 +20,10 @@ bool brk_sp_hello_from_req(const uint8_t hello[BRK_SP_HELLO_LEN]);
 extern const uint8_t brk_sp_hello_rep[BRK_SP_HELLO_LEN];
 
 /* Results of brk_sp_request. */
-#define BRK_SP_MORE 0      /* need more bytes: *need says how many in all */
-#define BRK_SP_OK 1
+#define BRK_SP_MORE      0 /* need more bytes: *need says how many in all */
+#define BRK_SP_OK        1
 #define BRK_SP_TOO_LARGE 2 /* the length is over the limit (or under 4): close */
-#define BRK_SP_NO_ID 3     /* no request id in the backtrace: skip *need bytes */
+#define BRK_SP_NO_ID     3 /* no request id in the backtrace: skip *need bytes */
 
 /* The message at in[0..len): a 64-bit big-endian length, then the
  * backtrace (32-bit words up to one with the top bit set) and the frame.

@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PEER_INFLIGHT_MAX 256    /* requests in hand per connection */
-#define INFLIGHT_MAX 1024        /* requests in hand over all connections */
-#define WRITE_STALL_MS 1000      /* a peer that leaves a reply unread this long is dropped */
+#define PEER_INFLIGHT_MAX 256  /* requests in hand per connection */
+#define INFLIGHT_MAX      1024 /* requests in hand over all connections */
+#define WRITE_STALL_MS    1000 /* a peer that leaves a reply unread this long is dropped */
 
 typedef struct spconn spconn;
 
@@ -35,21 +35,21 @@ typedef struct sreq {
 	brk_rx_out o;
 	spconn *sc;
 	brk_req r;
-	uint8_t *frame;          /* owned: the request frame */
-	uint8_t *rep;            /* owned: length, backtrace, reply frame */
+	uint8_t *frame; /* owned: the request frame */
+	uint8_t *rep;   /* owned: length, backtrace, reply frame */
 	size_t repcap;
-	uint32_t btlen;          /* bytes of backtrace */
+	uint32_t btlen; /* bytes of backtrace */
 	uint8_t bt[4 * BRK_SP_MAX_HOPS];
 } sreq;
 
 struct spconn {
 	brk_spd *d;
 	brk_rx_conn *c;
-	bool hello;              /* the peer's handshake is in */
-	bool starved;            /* on d->starved, waiting for room */
+	bool hello;   /* the peer's handshake is in */
+	bool starved; /* on d->starved, waiting for room */
 	spconn *next_starved;
 	int inflight;
-	int refs;                /* the connection, our handshake, each sreq */
+	int refs; /* the connection, our handshake, each sreq */
 	brk_rx_out hello_out;
 };
 
@@ -59,7 +59,7 @@ struct brk_spd {
 	brk_spd_serve_fn *serve;
 	void *arg;
 	volatile int64_t *connections;
-	int inflight;            /* the reactor thread's, like what follows */
+	int inflight; /* the reactor thread's, like what follows */
 	spconn *starved;
 };
 
@@ -211,20 +211,20 @@ on_input(void *arg, brk_rx_conn *c)
 	}
 	for (;;) {
 		in = brk_rx_input(c, &len);
-		switch (brk_sp_request(in, len, (uint64_t)d->frame_limit + sizeof(((sreq *)0)->bt), &need,
-		                       &bt)) {
-		case BRK_SP_MORE:
-			brk_rx_want(c, need);
-			return;
+		switch (brk_sp_request(in, len, (uint64_t)d->frame_limit + sizeof(((sreq *)0)->bt),
+		                       &need, &bt)) {
+		case BRK_SP_MORE: brk_rx_want(c, need); return;
 		case BRK_SP_TOO_LARGE:
 			/* as NNG does: drop a connection announcing more than we
 			 * take, before it costs memory */
-			log_debug("SP-TOO-LARGE", "a message over the frame limit announced; closing");
+			log_debug("SP-TOO-LARGE",
+			          "a message over the frame limit announced; closing");
 			brk_rx_drop(c);
 			return;
 		case BRK_SP_NO_ID:
 			/* not a REQ request; NNG drops those too */
-			log_debug("SP-NO-REQUEST-ID", "a message of %zu bytes without a request id", need);
+			log_debug("SP-NO-REQUEST-ID", "a message of %zu bytes without a request id",
+			          need);
 			brk_rx_consume(c, need);
 			continue;
 		}
@@ -284,8 +284,10 @@ on_stalled(void *arg, brk_rx_conn *c, const char *why)
 	(void)arg;
 	(void)c;
 	if (strcmp(why, BRK_RX_STALL_WRITE) == 0)
-		log_warn("PEER-NOT-READING", "a tcp:// connection left a reply unread for %d ms: "
-		         "closing it", WRITE_STALL_MS);
+		log_warn("PEER-NOT-READING",
+		         "a tcp:// connection left a reply unread for %d ms: "
+		         "closing it",
+		         WRITE_STALL_MS);
 	else
 		log_debug("CONN-CLOSED", "a tcp:// connection: %s", why);
 }
@@ -307,14 +309,14 @@ brk_spd_open(const char *url, uint32_t frame_limit, brk_spd_serve_fn *serve, voi
 	d->arg = arg;
 	d->connections = connections;
 	brk_rx_proto p = {
-		.open = on_open,
-		.input = on_input,
-		.closed = on_closed,
-		.stalled = on_stalled,
-		.arg = d,
-		.idle_ms = 0,
-		.write_stall_ms = WRITE_STALL_MS,
-		.name = "sp",
+	        .open = on_open,
+	        .input = on_input,
+	        .closed = on_closed,
+	        .stalled = on_stalled,
+	        .arg = d,
+	        .idle_ms = 0,
+	        .write_stall_ms = WRITE_STALL_MS,
+	        .name = "sp",
 	};
 	if (brk_rx_open(url, &p, &d->rx, err, errlen) != 0) {
 		free(d);
