@@ -7,11 +7,16 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -556,6 +561,114 @@ nngcat_speaks_the_documented_protocol(void)
 	CHECK_CONTAINS(out, "056465707468"); /* str8 "depth" */
 }
 
+/* A TCP connection to fx.url, with a 5 s receive timeout. */
+static int
+tcp_dial(void)
+{
+	int port = atoi(strrchr(fx.url, ':') + 1);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(fd >= 0);
+	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	struct timeval tv = {5, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+static bool
+read_n(int fd, uint8_t *buf, size_t n)
+{
+	for (size_t got = 0; got < n;) {
+		ssize_t k = recv(fd, buf + got, n - got, 0);
+		if (k <= 0)
+			return false;
+		got += (size_t)k;
+	}
+	return true;
+}
+
+/* Sends an SP message: the 64-bit length, the backtrace words, a PING. */
+static void
+send_ping(int fd, const uint32_t *bt, size_t nbt)
+{
+	static const uint8_t ping[16] = {'S', 'L', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+	uint8_t msg[8 + 4 * 4 + sizeof(ping)];
+	size_t n = 0;
+	uint64_t len = 4 * nbt + sizeof(ping);
+	for (int i = 7; i >= 0; i--)
+		msg[n++] = (uint8_t)(len >> (8 * i));
+	for (size_t w = 0; w < nbt; w++)
+		for (int i = 3; i >= 0; i--)
+			msg[n++] = (uint8_t)(bt[w] >> (8 * i));
+	memcpy(msg + n, ping, sizeof(ping));
+	n += sizeof(ping);
+	CHECK(send(fd, msg, n, MSG_NOSIGNAL) == (ssize_t)n);
+}
+
+/* Reads one reply: its backtrace (nbt words) into bt; checks it is INFO. */
+static void
+read_info(int fd, uint32_t *bt, size_t nbt)
+{
+	uint8_t head[8], buf[512];
+	CHECK(read_n(fd, head, sizeof(head)));
+	uint64_t len = 0;
+	for (int i = 0; i < 8; i++)
+		len = len << 8 | head[i];
+	CHECK(len > 4 * nbt + 16 && len < sizeof(buf));
+	CHECK(read_n(fd, buf, (size_t)len));
+	for (size_t w = 0; w < nbt; w++)
+		bt[w] = (uint32_t)buf[4 * w] << 24 | (uint32_t)buf[4 * w + 1] << 16 |
+		        (uint32_t)buf[4 * w + 2] << 8 | buf[4 * w + 3];
+	CHECK(memcmp(buf + 4 * nbt, "SL\x01\x81", 4) == 0);
+}
+
+static void
+sp_over_a_plain_socket_follows_the_documented_mapping(void)
+{
+	static const uint8_t hello_req[8] = {0, 'S', 'P', 0, 0x00, 0x30, 0, 0};
+	static const uint8_t hello_rep[8] = {0, 'S', 'P', 0, 0x00, 0x31, 0, 0};
+	uint8_t got[8];
+	uint32_t bt[2];
+	fx_config(NULL);
+	fx_broker("broker.log");
+
+	/* the handshake, then a request through a device: two backtrace
+	 * words, echoed; then two pipelined requests, both answered */
+	int fd = tcp_dial();
+	CHECK(send(fd, hello_req, sizeof(hello_req), MSG_NOSIGNAL) == 8);
+	CHECK(read_n(fd, got, sizeof(got)));
+	CHECK(memcmp(got, hello_rep, sizeof(got)) == 0);
+	send_ping(fd, (const uint32_t[]){0x00000007, 0x80000009}, 2);
+	read_info(fd, bt, 2);
+	CHECK_EQ(bt[0], 0x00000007u);
+	CHECK_EQ(bt[1], 0x80000009u);
+	send_ping(fd, (const uint32_t[]){0x80000001}, 1);
+	send_ping(fd, (const uint32_t[]){0x80000002}, 1);
+	uint32_t a, b;
+	read_info(fd, &a, 1);
+	read_info(fd, &b, 1);
+	CHECK((a == 0x80000001u && b == 0x80000002u) || (a == 0x80000002u && b == 0x80000001u));
+
+	/* a length over the frame limit closes the connection */
+	static const uint8_t huge[8] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0};
+	CHECK(send(fd, huge, sizeof(huge), MSG_NOSIGNAL) == 8);
+	CHECK(recv(fd, got, 1, 0) == 0);
+	close(fd);
+
+	/* a peer that is not a REQ socket (here PUB, 0x20) is closed */
+	fd = tcp_dial();
+	static const uint8_t hello_pub[8] = {0, 'S', 'P', 0, 0x00, 0x20, 0, 0};
+	CHECK(send(fd, hello_pub, sizeof(hello_pub), MSG_NOSIGNAL) == 8);
+	CHECK(read_n(fd, got, sizeof(got))); /* ours comes first */
+	CHECK(recv(fd, got, 1, 0) == 0);
+	close(fd);
+
+	/* none of it hurt: the broker answers */
+	sluice_client *c = fx_client();
+	put1(c, "after", NULL);
+}
+
 static void
 second_broker_on_the_same_data_refuses(void)
 {
@@ -621,6 +734,7 @@ static const th_case cases[] = {
 	TH_CASE(purge_and_stats_fields),
 	TH_CASE(bad_frames_are_answered_and_counted),
 	TH_CASE(nngcat_speaks_the_documented_protocol),
+	TH_CASE(sp_over_a_plain_socket_follows_the_documented_mapping),
 	TH_CASE(second_broker_on_the_same_data_refuses),
 	TH_CASE(ids_are_never_reused_across_restarts),
 	TH_CASE(delayed_messages_survive_restart),
