@@ -998,8 +998,13 @@ brk_http_open(const cfg *c, brk_writer *w, brk_http **out, char *err, size_t err
 	h->max_message = (size_t)c->broker.max_message_bytes;
 	h->frame_limit = brk_writer_frame_limit(w);
 	brk_httpd_handler hd = {.head = on_head, .body = on_body, .arg = h};
-	if (load_token(h, c, err, errlen) != 0 ||
-	    brk_httpd_open(c->broker.http, &hd, &h->srv, err, errlen) != 0) {
+	char why[256];
+	if (load_token(h, c, err, errlen) != 0) {
+		brk_http_close(h);
+		return -1;
+	}
+	if (brk_httpd_open(c->broker.http, &hd, &h->srv, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "broker.http: %s", why);
 		brk_http_close(h);
 		return -1;
 	}

@@ -1,5 +1,5 @@
 /*
- * http: the broker's HTTP API and Prometheus metrics, on NNG's HTTP server.
+ * http: the broker's HTTP API and Prometheus metrics, on httpd.c's server.
  * Enqueues go through the writer's group commit like NNG requests; stats
  * and metrics are read on the writer thread.
  */

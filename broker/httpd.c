@@ -62,9 +62,9 @@ struct hconn {
 	size_t scanned;  /* brk_http_head_parse's */
 	size_t skip;     /* H_SKIP: body bytes still to drop */
 	bool body_read;
-	int refs;     /* the connection, and a request's answer until released */
-	bool gone;    /* abandoned: brk_hreq_body gives NULL */
-	answer spare; /* posted empty, closing, when an answer cannot be allocated */
+	int refs;          /* the connection, and a request's answer until released */
+	bool gone;         /* abandoned: brk_hreq_body gives NULL */
+	brk_rx_out spare;  /* posted empty, closing, when an answer cannot be allocated */
 	brk_hreq r;
 };
 
@@ -145,10 +145,15 @@ answer_release(brk_rx_out *o)
 {
 	answer *a = (answer *)(void *)o;
 	hconn *h = a->h;
-	if (h == NULL || a != &h->spare)
-		free(a);
+	free(a);
 	if (h != NULL)
 		hconn_unref(h);
+}
+
+static void
+spare_release(brk_rx_out *o)
+{
+	hconn_unref((hconn *)(void *)((char *)o - offsetof(hconn, spare)));
 }
 
 static answer *
@@ -162,6 +167,30 @@ answer_alloc(hconn *h, size_t n, bool request)
 	a->o.len = n;
 	a->o.release = answer_release;
 	a->h = request ? h : NULL;
+	return a;
+}
+
+/* An answer: status line, Content-Type and Content-Length (len), the extra
+ * header lines, then blen bytes of body (a HEAD answer has none). NULL when
+ * out of memory. */
+static answer *
+answer_format(hconn *h, bool request, unsigned status, const char *type, const char *headers,
+              const void *body, size_t len, size_t blen, bool close)
+{
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+	                 status, brk_http_reason(status), type, len, headers ? headers : "",
+	                 close ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(head))
+		return NULL;
+	answer *a = answer_alloc(h, (size_t)n + blen, request);
+	if (a == NULL)
+		return NULL;
+	memcpy(a->bytes, head, (size_t)n);
+	if (blen > 0)
+		memcpy(a->bytes + n, body, blen);
+	a->o.close = close;
 	return a;
 }
 
@@ -190,31 +219,17 @@ brk_hreq_respond(brk_hreq *r, unsigned status, const char *type, const char *hea
                  const void *body, size_t len, bool close)
 {
 	hconn *h = r->h;
-	char head[512];
 
 	close = close || r->close || !r->framed;
 	size_t blen = strcmp(r->head.method, "HEAD") == 0 ? 0 : len; /* HEAD: the length, no body */
-	int n = snprintf(head, sizeof(head),
-	                 "HTTP/1.1 %u %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-	                 status, brk_http_reason(status), type, len, headers ? headers : "",
-	                 close ? "Connection: close\r\n" : "");
-	answer *a =
-	        n > 0 && (size_t)n < sizeof(head) ? answer_alloc(h, (size_t)n + blen, true) : NULL;
-	if (a == NULL) {
-		/* cannot answer: give up on the connection */
-		a = &h->spare;
-		a->o.data = a->bytes;
-		a->o.len = 0;
-		a->o.release = answer_release;
-		a->h = h;
-		close = true;
-	} else {
-		memcpy(a->bytes, head, (size_t)n);
-		if (blen > 0)
-			memcpy(a->bytes + n, body, blen);
+	answer *a = answer_format(h, true, status, type, headers, body, len, blen, close);
+	if (a != NULL) {
+		brk_rx_post(h->c, &a->o);
+		return;
 	}
-	a->o.close = close;
-	brk_rx_post(h->c, &a->o);
+	/* cannot answer: give up on the connection */
+	h->spare = (brk_rx_out){.release = spare_release, .close = true};
+	brk_rx_post(h->c, &h->spare);
 }
 
 /* ---- the protocol ---- */
@@ -223,18 +238,12 @@ brk_hreq_respond(brk_hreq *r, unsigned status, const char *type, const char *hea
 static void
 refuse(hconn *h, unsigned status, const char *why)
 {
-	char msg[256];
-	int n = snprintf(
-	        msg, sizeof(msg),
-	        "HTTP/1.1 %u %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-	        "Connection: close\r\n\r\n{\"error\":\"%s\"}\n",
-	        status, brk_http_reason(status), strlen(why) + 13, why);
-	answer *a = answer_alloc(h, (size_t)n, false);
-	if (a != NULL) {
-		memcpy(a->bytes, msg, (size_t)n);
-		a->o.close = true;
+	char body[128];
+	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
+	answer *a = answer_format(h, false, status, "application/json", NULL, body, (size_t)n,
+	                          (size_t)n, true);
+	if (a != NULL)
 		brk_rx_send(h->c, &a->o);
-	}
 	brk_rx_close_after(h->c);
 }
 

@@ -289,18 +289,13 @@ flush(brk_rx_conn *c)
 	return 0;
 }
 
-/* Gives the buffer at least n bytes of room in all, telling the protocol
- * when it moves. */
+/* Moves the input into a buffer of cap bytes (at least its length),
+ * telling the protocol; by hand rather than realloc, so that the protocol
+ * can follow the bytes. */
 static bool
-reserve(brk_rx_conn *c, size_t n)
+move_input(brk_rx_conn *c, size_t cap)
 {
 	brk_rx *rx = c->rx;
-	if (n <= c->cap)
-		return true;
-	size_t cap = c->cap ? c->cap : BUF_MIN;
-	while (cap < n)
-		cap *= 2;
-	/* by hand rather than realloc: the protocol must follow the bytes */
 	uint8_t *p = malloc(cap);
 	if (p == NULL)
 		return false;
@@ -312,6 +307,18 @@ reserve(brk_rx_conn *c, size_t n)
 	c->in = p;
 	c->cap = cap;
 	return true;
+}
+
+/* Gives the buffer at least n bytes of room in all. */
+static bool
+reserve(brk_rx_conn *c, size_t n)
+{
+	if (n <= c->cap)
+		return true;
+	size_t cap = c->cap ? c->cap : BUF_MIN;
+	while (cap < n)
+		cap *= 2;
+	return move_input(c, cap);
 }
 
 /* Reads what there is room for. 1 read something, 0 nothing now, -1 the
@@ -383,23 +390,9 @@ conn_run(brk_rx_conn *c)
 			rx->p.input(rx->p.arg, c);
 			if (c->ended)
 				break;
-			if (c->cap > BUF_KEEP && c->len <= BUF_MIN && c->want <= BUF_MIN) {
-				c->cap = 0; /* give the big buffer back */
-				uint8_t *old = c->in;
-				c->in = NULL;
-				size_t len = c->len;
-				c->len = 0;
-				if (!reserve(c, BUF_MIN)) {
-					c->in = old; /* keep the big one */
-					c->len = len;
-				} else {
-					memcpy(c->in, old, len);
-					c->len = len;
-					if (rx->p.moved != NULL)
-						rx->p.moved(rx->p.arg, c, (uintptr_t)old, c->in);
-					free(old);
-				}
-			}
+			/* give a big buffer back (out of memory: keep it) */
+			if (c->cap > BUF_KEEP && c->len <= BUF_MIN && c->want <= BUF_MIN)
+				(void)move_input(c, BUF_MIN);
 			continue;
 		}
 		if (c->close_after)
@@ -414,14 +407,12 @@ conn_run(brk_rx_conn *c)
 			continue;
 		}
 		if (c->eof) {
-			if (!c->close_after) {
-				/* the client is done sending: what it sent is framed,
-				 * answered, written, then the connection closes */
-				c->close_after = true;
-				c->fresh = false;
-				rx->p.input(rx->p.arg, c);
-				continue;
-			}
+			/* the client is done sending: what it sent is framed,
+			 * answered, written, then the connection closes */
+			c->close_after = true;
+			c->fresh = false;
+			rx->p.input(rx->p.arg, c);
+			continue;
 		}
 		return;
 	}
@@ -545,8 +536,7 @@ take_answers(brk_rx *rx)
 				c->last_any = rx->now;
 				if (rx->p.answered != NULL)
 					rx->p.answered(rx->p.arg, c, o);
-				c->fresh = true;
-				brk_rx_kick(c);
+				brk_rx_kick(c); /* runs it with fresh input */
 				reap(c); /* if answered dropped it (and kick did not take it) */
 			}
 			o = next;
@@ -607,8 +597,9 @@ run(void *arg)
 
 /* ---- life cycle ---- */
 
-int
-brk_rx_split_addr(const char *hostport, char *buf, size_t cap, char **host, char **port)
+/* Splits hostport into buf: *host (NULL for any address) and *port. */
+static int
+split_addr(const char *hostport, char *buf, size_t cap, char **host, char **port)
 {
 	if (strncmp(hostport, "http://", 7) == 0 || strncmp(hostport, "tcp://", 6) == 0)
 		hostport = strstr(hostport, "//") + 2;
@@ -649,7 +640,7 @@ listen_on(brk_rx *rx, const char *hostport, char *err, size_t errlen)
 	struct addrinfo *ai = NULL;
 	int rv, e = 0;
 
-	if (brk_rx_split_addr(hostport, buf, sizeof(buf), &host, &port) != 0) {
+	if (split_addr(hostport, buf, sizeof(buf), &host, &port) != 0) {
 		snprintf(err, errlen, "'%s': use host:port", hostport);
 		return -1;
 	}

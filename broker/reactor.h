@@ -64,8 +64,9 @@ typedef struct brk_rx_proto {
 	const char *name;   /* for the log and the thread */
 } brk_rx_proto;
 
-/* Listens on hostport (see brk_rx_split_addr) and starts the thread.
- * 0, or -1 with err filled. */
+/* Listens on hostport ("host:port", "[v6]:port", with "http://" or
+ * "tcp://" before either; a host "*" or "" is any address) and starts the
+ * thread. 0, or -1 with err filled. */
 int brk_rx_open(const char *hostport, const brk_rx_proto *p, brk_rx **out, char *err,
                 size_t errlen);
 /* The address listened on, "host:port" with the port bound. */
@@ -107,9 +108,5 @@ void brk_rx_kick(brk_rx_conn *c);
 
 /* An answer held on c is ready: o (owned by the caller until released). */
 void brk_rx_post(brk_rx_conn *c, brk_rx_out *o);
-
-/* Splits "host:port", "[v6]:port", with "http://" or "tcp://" before
- * either, into buf: *host (NULL for any address) and *port. */
-int brk_rx_split_addr(const char *hostport, char *buf, size_t cap, char **host, char **port);
 
 #endif

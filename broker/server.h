@@ -1,8 +1,9 @@
 /*
- * server: the broker's NNG side. A REP socket listening on every URL of
- * broker.listen, with a pool of contexts so many requests are in flight at
- * once. Callbacks decode, answer PING and bad frames themselves, and hand
- * everything else to the writer; they never block.
+ * server: the broker's SP side, listening on every URL of broker.listen:
+ * tcp:// on spd.c, ipc:// and tls+tcp:// on NNG's REP socket with a pool
+ * of contexts; many requests are in flight at once on either. Both hand
+ * each request frame to one function that decodes it, answers PING and bad
+ * frames itself and gives everything else to the writer; it never blocks.
  */
 #ifndef SLUICE_BRK_SERVER_H
 #define SLUICE_BRK_SERVER_H

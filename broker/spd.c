@@ -35,11 +35,11 @@ typedef struct sreq {
 	brk_rx_out o;
 	spconn *sc;
 	brk_req r;
-	uint8_t *frame; /* owned: the request frame */
 	uint8_t *rep;   /* owned: length, backtrace, reply frame */
 	size_t repcap;
 	uint32_t btlen; /* bytes of backtrace */
 	uint8_t bt[4 * BRK_SP_MAX_HOPS];
+	uint8_t frame[]; /* the request frame, which r.f borrows */
 } sreq;
 
 struct spconn {
@@ -140,7 +140,6 @@ sreq_release(brk_rx_out *o)
 	sreq *q = (sreq *)(void *)o;
 	spconn *sc = q->sc;
 	brk_spd *d = sc->d;
-	free(q->frame);
 	free(q->rep);
 	free(q);
 	sc->inflight--;
@@ -165,13 +164,10 @@ take(spconn *sc, const uint8_t *msg, size_t need, size_t bt)
 {
 	brk_spd *d = sc->d;
 	size_t flen = need - 8 - bt;
-	sreq *q = calloc(1, sizeof(*q));
-	if (q == NULL || (flen > 0 && (q->frame = malloc(flen)) == NULL)) {
-		free(q);
+	sreq *q = calloc(1, sizeof(*q) + flen); /* one allocation, the frame included */
+	if (q == NULL)
 		return false;
-	}
-	if (flen > 0)
-		memcpy(q->frame, msg + 8 + bt, flen);
+	memcpy(q->frame, msg + 8 + bt, flen);
 	memcpy(q->bt, msg + 8, bt);
 	q->btlen = (uint32_t)bt;
 	q->sc = sc;
