@@ -82,6 +82,9 @@ const char *th_write(const char *name, const char *text);
 /* Reads a whole file (NUL-terminated); lives until the case ends; NULL if
  * unreadable. */
 char *th_read(const char *path);
+/* Connects to addr ("host:port" or "tcp://host:port", IPv4) with 5 s send
+ * and receive timeouts; the socket, or -1. */
+int th_dial_tcp(const char *addr);
 /* Reads a socket until the peer closes it, it fails or 64 KiB are in
  * (NUL-terminated); lives until the case ends. */
 char *th_recv_all(int fd);

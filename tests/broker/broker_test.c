@@ -7,8 +7,6 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,7 +14,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -561,18 +558,12 @@ nngcat_speaks_the_documented_protocol(void)
 	CHECK_CONTAINS(out, "056465707468"); /* str8 "depth" */
 }
 
-/* A TCP connection to fx.url, with a 5 s receive timeout. */
+/* A TCP connection to fx.url. */
 static int
 tcp_dial(void)
 {
-	int port = atoi(strrchr(fx.url, ':') + 1);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = th_dial_tcp(fx.url);
 	CHECK(fd >= 0);
-	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	struct timeval tv = {5, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
 

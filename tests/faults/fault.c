@@ -575,34 +575,11 @@ timeouts(int fd, int ms)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
-static int
-dial_tcp(const char *hostport)
-{
-	char host[64];
-	const char *colon = strrchr(hostport, ':');
-	if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host))
-		return -1;
-	memcpy(host, hostport, (size_t)(colon - hostport));
-	host[colon - hostport] = '\0';
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-	if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
-		return -1;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	timeouts(fd, 5000);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 int
 ft_dial(const char *url)
 {
 	if (strncmp(url, "tcp://", 6) == 0)
-		return dial_tcp(url + 6);
+		return th_dial_tcp(url);
 	if (strncmp(url, "ipc://", 6) != 0)
 		return -1;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -621,7 +598,7 @@ ft_dial(const char *url)
 int
 ft_dial_http(const char *hostport)
 {
-	return dial_tcp(hostport);
+	return th_dial_tcp(hostport);
 }
 
 static bool
@@ -679,7 +656,7 @@ int
 ft_http(const char *hostport, const char *method, const char *path, const char *token,
         const void *body, size_t blen, char **resp)
 {
-	int fd = dial_tcp(hostport);
+	int fd = th_dial_tcp(hostport);
 	if (fd < 0)
 		return 0;
 	timeouts(fd, 20000);

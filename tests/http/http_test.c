@@ -4,14 +4,11 @@
 #include "fixture.h"
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -80,22 +77,10 @@ post(const char *queue, const char *data_file, const char *extra)
 }
 
 static int
-port_of(const char *hostport)
-{
-	const char *colon = strrchr(hostport, ':');
-	return colon ? atoi(colon + 1) : 0;
-}
-
-static int
 tcp_connect(void)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port_of(fx.http))};
-	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = th_dial_tcp(fx.http);
 	CHECK(fd >= 0);
-	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
-	struct timeval tv = {10, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
 
@@ -688,6 +673,23 @@ connections_frame_requests_like_http_1_1(void)
 	stop_clean(broker);
 }
 
+static void
+a_bad_http_address_is_named(void)
+{
+	char *out;
+	fx_config(NULL);
+	/* not host:port */
+	CHECK(th_sh(&out, "%s -c %s --http nonsense 2>&1", th_bin("sluice-broker"), fx.config) != 0);
+	CHECK_CONTAINS(out, "broker.http");
+	CHECK_CONTAINS(out, "use host:port");
+	/* taken by another broker */
+	fx_broker("broker.log");
+	CHECK(th_sh(&out, "%s -c %s --data other.db --listen tcp://127.0.0.1:%d --http %s 2>&1",
+	            th_bin("sluice-broker"), fx.config, th_port(), fx.http) != 0);
+	CHECK_CONTAINS(out, "broker.http");
+	CHECK_CONTAINS(out, "cannot listen on");
+}
+
 static const th_case cases[] = {
 	TH_CASE(enqueue_answers_201_with_the_id),
 	TH_CASE(idempotency_key_answers_200_duplicate),
@@ -704,6 +706,7 @@ static const th_case cases[] = {
 	TH_CASE(concurrent_enqueues_are_all_acknowledged),
 	TH_CASE(slow_client_does_not_stop_others),
 	TH_CASE(connections_frame_requests_like_http_1_1),
+	TH_CASE(a_bad_http_address_is_named),
 	TH_CASE(acknowledged_enqueues_survive_shutdown),
 	{NULL, NULL},
 };
