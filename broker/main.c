@@ -134,14 +134,17 @@ main(int argc, char **argv)
 		fprintf(stderr, "sluice-broker: %s\n", err);
 		goto out;
 	}
-	if (brk_server_open(c, w, &srv, err, sizeof(err)) != 0) {
-		log_error("LISTEN-FAILED", "%s", err);
-		fprintf(stderr, "sluice-broker: %s\n", err);
-		goto out;
-	}
+	/* HTTP first: a client that got an answer over SP may use the HTTP API
+	 * at once, and a broker that cannot listen on it exits before it
+	 * answered anyone */
 	if (c->broker.http != NULL && c->broker.http[0] != '\0' &&
 	    brk_http_open(c, w, &api, err, sizeof(err)) != 0) {
 		log_error("HTTP-FAILED", "%s", err);
+		fprintf(stderr, "sluice-broker: %s\n", err);
+		goto out;
+	}
+	if (brk_server_open(c, w, &srv, err, sizeof(err)) != 0) {
+		log_error("LISTEN-FAILED", "%s", err);
 		fprintf(stderr, "sluice-broker: %s\n", err);
 		goto out;
 	}
