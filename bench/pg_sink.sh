@@ -92,15 +92,25 @@ workers_ticks() { t=0; for p in $WPIDS; do t=$((t + $(ticks "$p"))); done; echo 
 # us_per_row TICKS ROWS
 us_per_row() { awk -v t="$1" -v r="$2" -v hz="$HZ" 'BEGIN { printf "%.1f", (r > 0 ? t / hz / r * 1e6 : 0) }'; }
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# free_ports: two distinct free loopback ports (both bound at once, so the
+# kernel cannot offer the same one twice)
+free_ports() {
+	python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))'
+}
 
 # config NAME TABLE: a broker on loopback, workers on the table
 config() {
 	dir="$SCRATCH/$1"
 	mkdir -p "$dir"
+	read -r p1 p2 <<EOF
+$(free_ports)
+EOF
 	http='""'
-	[ "$VIA" = http ] && http=127.0.0.1:$(free_port)
-	url=tcp://127.0.0.1:$(free_port)
+	[ "$VIA" = http ] && http=127.0.0.1:$p2
+	url=tcp://127.0.0.1:$p1
 	cat >"$dir/sluice.yaml" <<EOF
 broker:
   listen: [$url]

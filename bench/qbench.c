@@ -30,7 +30,7 @@
  *            threads keep enqueueing one message per request. The rate is
  *            consumed messages/s up to the moment a consumer first finds
  *            the queue empty, or the end of the run.
- * Utilities: port (print a free loopback TCP port), ping (wait until a
+ * Utilities: port (print two distinct free loopback TCP ports), ping (wait until a
  * server answers), fsync (4 KiB append + fdatasync, 1000 times, in a
  * directory).
  *
@@ -39,6 +39,7 @@
  */
 #include "codec.h"
 #include "hist.h"
+#include "port.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -1404,19 +1405,16 @@ run(void)
 
 /* ---- utilities ---- */
 
+/* Two free ports on loopback, distinct: a broker's SP and HTTP listeners. */
 static int
-free_port(void)
+free_ports(void)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
-		perror("qbench: port");
+	int a = port_free_loopback(), b = port_free_loopback();
+	if (a < 0 || b < 0) {
+		fprintf(stderr, "qbench: no free port on 127.0.0.1\n");
 		return 1;
 	}
-	printf("%d\n", ntohs(sa.sin_port));
-	close(fd);
+	printf("%d %d\n", a, b);
 	return 0;
 }
 
@@ -1526,7 +1524,7 @@ main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	if (strcmp(opt.workload, "port") == 0)
-		return free_port();
+		return free_ports();
 	if (strcmp(opt.workload, "fsync") == 0)
 		return opt.addr != NULL ? fsync_rate(opt.addr) : (usage(stderr), 2);
 	if (system != NULL && strcmp(system, "sluice-sp") == 0) {

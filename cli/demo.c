@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "jbuf.h"
 #include "load.h"
+#include "port.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -44,9 +45,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-#include <sys/socket.h>
 
 extern char **environ;
 
@@ -154,21 +152,6 @@ stop(proc *p, int timeout_ms)
 		clk_sleep_ms(20);
 	}
 	p->pid = -1;
-}
-
-static int
-free_port(void)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-		port = ntohs(sa.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
 }
 
 /* ---- the monitor: what the Sluice phase looks like from outside ---- */
@@ -955,7 +938,7 @@ cli_demo(int argc, char **argv)
 		free(stages);
 		return 1;
 	}
-	int nng_port = free_port(), http_port = free_port();
+	int nng_port = port_free_loopback(), http_port = port_free_loopback();
 	char config[PATH_MAX + 64], broker_url[64], prefix[48];
 	snprintf(config, sizeof(config), "%s/sluice.yaml", dir);
 	snprintf(broker_url, sizeof(broker_url), "tcp://127.0.0.1:%d", nng_port);
@@ -969,8 +952,13 @@ cli_demo(int argc, char **argv)
 		}
 		dsn = pgp.dsn;
 	}
-	if (nng_port == 0 || http_port == 0 ||
-	    write_config(config, dir, nng_port, http_port, quick, pg ? dsn : NULL) != 0) {
+	if (nng_port < 0 || http_port < 0) {
+		cli_error("demo", "no free TCP port on 127.0.0.1 for the broker");
+		pg_private_stop(&pgp);
+		free(stages);
+		return 1;
+	}
+	if (write_config(config, dir, nng_port, http_port, quick, pg ? dsn : NULL) != 0) {
 		cli_error("demo", "cannot write %s", config);
 		pg_private_stop(&pgp);
 		free(stages);

@@ -1,6 +1,8 @@
 /* harness: case runner, scratch directories and child processes for tests. */
 #include "harness.h"
 
+#include "port.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -134,38 +136,13 @@ th_src(const char *rel)
 	return th_fmt("%s/%s", src ? src : ".", rel);
 }
 
-/* The kernel may hand the same free port out twice in a row, and a broker
- * given one port for two listeners cannot start: a port is never repeated
- * within a test program. */
 int
 th_port(void)
 {
-	static int given[4096];
-	static size_t ngiven;
-	for (int tries = 0; tries < 100; tries++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET};
-		socklen_t len = sizeof(sa);
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		int port = 0;
-		sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-		if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-		    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
-			port = ntohs(sa.sin_port);
-		if (fd >= 0)
-			close(fd);
-		if (port == 0)
-			break;
-		bool seen = false;
-		for (size_t i = 0; i < ngiven && !seen; i++)
-			seen = given[i] == port;
-		if (seen)
-			continue;
-		if (ngiven < sizeof(given) / sizeof(given[0]))
-			given[ngiven++] = port;
-		return port;
-	}
-	th_fail(__FILE__, __LINE__, "no free port");
-	return 0;
+	int port = port_free_loopback();
+	if (port < 0)
+		th_fail(__FILE__, __LINE__, "no free port");
+	return port;
 }
 
 const char *
