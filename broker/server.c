@@ -558,18 +558,12 @@ brk_server_open(const cfg *c, brk_writer *w, brk_server **out, char *err, size_t
 		}
 		s->nctx++;
 	}
+	/* NNG's listeners first: their requests wait for the contexts below,
+	 * while a tcp:// listener serves as soon as it is open */
 	for (size_t i = 0; i < c->broker.nlisten; i++) {
 		const char *url = c->broker.listen[i];
-		if (strncmp(url, "tcp://", 6) == 0) {
-			if (brk_spd_open(url, s->frame_limit, serve, s, &s->counters->connections,
-			                 &s->spds[s->nspds], err, errlen) != 0) {
-				rv = NNG_EADDRINUSE;
-				goto fail;
-			}
-			s->nspds++;
-			log_info("LISTENING", "%s", url);
+		if (strncmp(url, "tcp://", 6) == 0)
 			continue;
-		}
 		lst *L = &s->listeners[s->nlisteners];
 		L->url = url;
 		L->ipc = strncmp(L->url, "ipc://", 6) == 0;
@@ -577,6 +571,18 @@ brk_server_open(const cfg *c, brk_writer *w, brk_server **out, char *err, size_t
 			goto fail;
 		s->nlisteners++;
 		log_info("LISTENING", "%s", L->url);
+	}
+	for (size_t i = 0; i < c->broker.nlisten; i++) {
+		const char *url = c->broker.listen[i];
+		if (strncmp(url, "tcp://", 6) != 0)
+			continue;
+		if (brk_spd_open(url, s->frame_limit, serve, s, &s->counters->connections,
+		                 &s->spds[s->nspds], err, errlen) != 0) {
+			rv = NNG_EADDRINUSE;
+			goto fail;
+		}
+		s->nspds++;
+		log_info("LISTENING", "%s", url);
 	}
 	for (size_t i = 0; i < s->nctx; i++)
 		recv_next(&s->ctxs[i]);
