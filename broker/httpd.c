@@ -57,7 +57,7 @@ typedef struct answer {
 struct hconn {
 	brk_httpd *s;
 	brk_rx_conn *c;
-	int state;
+	enum hstate state;
 	size_t head_len; /* of the request in hand */
 	size_t scanned;  /* brk_http_head_parse's */
 	size_t skip;     /* H_SKIP: body bytes still to drop */

@@ -207,7 +207,7 @@ on_input(void *arg, brk_rx_conn *c)
 	}
 	for (;;) {
 		in = brk_rx_input(c, &len);
-		switch (brk_sp_request(in, len, (uint64_t)d->frame_limit + sizeof(((sreq *)0)->bt),
+		switch (brk_sp_request(in, len, (uint64_t)d->frame_limit + 4 * BRK_SP_MAX_HOPS,
 		                       &need, &bt)) {
 		case BRK_SP_MORE: brk_rx_want(c, need); return;
 		case BRK_SP_TOO_LARGE:

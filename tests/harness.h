@@ -82,6 +82,8 @@ const char *th_write(const char *name, const char *text);
 /* Reads a whole file (NUL-terminated); lives until the case ends; NULL if
  * unreadable. */
 char *th_read(const char *path);
+/* Sets fd's send and receive timeouts to ms. */
+void th_sock_timeouts(int fd, int ms);
 /* Connects to addr ("host:port" or "tcp://host:port", IPv4) with 5 s send
  * and receive timeouts; the socket, or -1. */
 int th_dial_tcp(const char *addr);

@@ -3,11 +3,9 @@
 
 #include "harness.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -15,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -567,14 +564,6 @@ ft_count_in(const char *path, const char *text)
 
 /* ---- raw connections ---- */
 
-static void
-timeouts(int fd, int ms)
-{
-	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
 int
 ft_dial(const char *url)
 {
@@ -587,18 +576,12 @@ ft_dial(const char *url)
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	timeouts(fd, 5000);
+	th_sock_timeouts(fd, 5000);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		close(fd);
 		return -1;
 	}
 	return fd;
-}
-
-int
-ft_dial_http(const char *hostport)
-{
-	return th_dial_tcp(hostport);
 }
 
 static bool
@@ -659,7 +642,7 @@ ft_http(const char *hostport, const char *method, const char *path, const char *
 	int fd = th_dial_tcp(hostport);
 	if (fd < 0)
 		return 0;
-	timeouts(fd, 20000);
+	th_sock_timeouts(fd, 20000);
 	const char *req = th_fmt("%s %s HTTP/1.1\r\nHost: %s\r\n%s%s%sContent-Length: %zu\r\n"
 	                         "Connection: close\r\n\r\n",
 	                         method, path, hostport, token ? "Authorization: Bearer " : "",

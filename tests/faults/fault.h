@@ -121,10 +121,9 @@ int ft_count_in(const char *path, const char *text);
 
 /* ---- raw connections ---- */
 
-/* A connected socket to a tcp://HOST:PORT or ipc:///PATH URL (or an
- * HTTP host:port with http set), non-blocking off, or -1. */
+/* A connected (blocking) socket to a tcp://HOST:PORT or ipc:///PATH URL,
+ * with 5 s timeouts, or -1; th_dial_tcp for an HTTP host:port. */
 int ft_dial(const char *url);
-int ft_dial_http(const char *hostport);
 /* The SP handshake of a REQ peer (8 bytes each way). false on failure. */
 bool ft_sp_hello(int fd);
 /* Sends one SP message: (ipc: a 0x01 byte), 64-bit length, the REQ

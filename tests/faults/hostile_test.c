@@ -393,7 +393,7 @@ attack_slowloris(int conns, int hold_ms, int *fds, int64_t *worst_ms, int *bad)
 {
 	long opened = 0;
 	for (int i = 0; i < conns; i++) {
-		fds[i] = ft_dial_http(fx.http);
+		fds[i] = th_dial_tcp(fx.http);
 		if (fds[i] < 0)
 			continue;
 		const char *part = i % 2 ? "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: "
@@ -454,7 +454,7 @@ attack_http_garbage(long n, long *errors, long *unauth)
 	size_t nr = sizeof(reqs) / sizeof(reqs[0]);
 	long sent = 0;
 	for (long k = 0; k < n; k++) {
-		int fd = ft_dial_http(fx.http);
+		int fd = th_dial_tcp(fx.http);
 		if (fd < 0)
 			continue;
 		const char *r = reqs[k % (long)nr];

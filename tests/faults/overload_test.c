@@ -24,7 +24,7 @@
 static const char *
 http_post_raw(const char *body)
 {
-	int fd = ft_dial_http(fx.http);
+	int fd = th_dial_tcp(fx.http);
 	CHECK(fd >= 0);
 	const char *req = th_fmt("POST /v1/queues/" Q "/messages HTTP/1.1\r\nHost: x\r\n"
 	                         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
